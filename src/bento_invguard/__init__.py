@@ -1,0 +1,54 @@
+"""bento_invguard: defend BentoML services against model inversion and extraction.
+
+>>> from bento_invguard import hash_key
+>>> len(hash_key("my-key"))
+64
+"""
+
+from .context import Decision, QueryContext, current_query
+from .errors import (
+    Blocked,
+    Forbidden,
+    GuardConfigError,
+    GuardRejection,
+    InvalidInput,
+    PayloadTooLarge,
+    PolicyError,
+    RateLimited,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from .hardening import truncate
+from .integration import guard, local_caller, protect
+from .keys import generate_key, hash_key
+from .policy import InputPolicy, Policy, Tier
+from .validation import Profile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Blocked",
+    "Decision",
+    "Forbidden",
+    "GuardConfigError",
+    "GuardRejection",
+    "InputPolicy",
+    "InvalidInput",
+    "PayloadTooLarge",
+    "Policy",
+    "PolicyError",
+    "Profile",
+    "QueryContext",
+    "RateLimited",
+    "Tier",
+    "Unauthenticated",
+    "UnsupportedMediaType",
+    "__version__",
+    "current_query",
+    "generate_key",
+    "guard",
+    "hash_key",
+    "local_caller",
+    "protect",
+    "truncate",
+]

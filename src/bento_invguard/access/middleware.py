@@ -1,0 +1,198 @@
+"""GuardMiddleware: the controls that run before the request body is parsed."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from ..context import QueryContext, active_query
+from ..errors import GuardRejection, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..policy import DEFAULT_OPEN_PATHS, Policy
+from .authenticate import AccessControl, key_headers
+from .responses import schema_error_detail, send_rejection
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: BentoML's internal serialisation; never accepted from outside.
+REFUSED_MEDIA_TYPES = frozenset({"application/vnd.bentoml+pickle"})
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware: authenticate, gate by tier, refuse pickle, cap the body.
+
+    ``routes`` maps each guarded API's path to its API name. Every other path
+    also needs a key (fail closed) unless it is an open path: health,
+    readiness, metrics, schema and docs by default.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: Policy,
+        routes: Mapping[str, str],
+        open_paths: Iterable[str] = (),
+        access: AccessControl | None = None,
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.routes = dict(routes)
+        self.access = access or AccessControl(policy)
+        patterns = (*DEFAULT_OPEN_PATHS, *policy.open_paths, *open_paths)
+        self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
+        self._open_globs = tuple(p for p in patterns if _is_glob(p))
+        self.max_body = policy.input.max_body_bytes
+
+    def is_open(self, path: str) -> bool:
+        if path in self.routes:
+            return False
+        return path in self._open_exact or any(fnmatch.fnmatchcase(path, g) for g in self._open_globs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        ctx = QueryContext(endpoint=self.routes.get(path), path=path)
+        try:
+            self.access.admit(ctx, key_headers(scope["headers"]))
+            if ctx.endpoint is not None:
+                self.access.gate(ctx)
+                _refuse_media_type(ctx, scope)
+                body = await self._read_body(ctx, scope, receive)
+                if body is None:  # the client went away
+                    return
+                receive = _replay(body, receive)
+        except GuardRejection as rejection:
+            await send_rejection(send, rejection)
+            return
+        scope.setdefault("state", {})["invguard"] = ctx
+        responder = _Responder(ctx, send)
+        with active_query(ctx):
+            try:
+                await self.app(scope, receive, responder)
+            except Exception:
+                if ctx.rejection is None or responder.started:
+                    raise
+                await send_rejection(send, ctx.rejection)
+                return
+        await responder.flush()
+
+    async def _read_body(self, ctx: QueryContext, scope: Scope, receive: Receive) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise ctx.reject(
+                        InvalidInput("body", "the Content-Length header is not a number"), "body"
+                    ) from None
+                if declared > self.max_body:
+                    raise ctx.reject(self._too_large(declared), "body")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise ctx.reject(self._too_large(size, at_least=True), "body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self, size: int, *, at_least: bool = False) -> PayloadTooLarge:
+        amount = f"at least {size}" if at_least else str(size)
+        return PayloadTooLarge(f"the body is {amount} bytes; the limit is {self.max_body} bytes")
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _refuse_media_type(ctx: QueryContext, scope: Scope) -> None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-type":
+            media_type = value.split(b";")[0].strip().lower().decode("latin-1")
+            if media_type in REFUSED_MEDIA_TYPES:
+                raise ctx.reject(
+                    UnsupportedMediaType(f"{media_type} is not accepted by guarded APIs; send JSON"),
+                    "body",
+                )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Responder:
+    """Wraps ``send`` so a guard decision can still replace the app's response.
+
+    The response start is held until the first body chunk: if by then a guard
+    control has rejected the query (possibly by raising inside a stream), the
+    client gets the rejection instead. BentoML's own 400 for a body that fails
+    the API schema becomes a 422 ``invalid_input`` in the contract's form.
+    """
+
+    def __init__(self, ctx: QueryContext, send: Send) -> None:
+        self.ctx = ctx
+        self.send = send
+        self.started = False  # something has gone to the client
+        self._replaced = False
+        self._held: Message | None = None
+        self._schema_error: list[bytes] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self._replaced:
+            return
+        if message["type"] == "http.response.start":
+            self._held = message
+            if message["status"] == 400 and self.ctx.endpoint is not None:
+                self._schema_error = []
+            return
+        if self._schema_error is not None:
+            self._schema_error.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                detail = schema_error_detail(b"".join(self._schema_error))
+                await self._replace(self.ctx.reject(InvalidInput("schema", detail), "validate"))
+            return
+        if not self.started:
+            if self.ctx.rejection is not None:
+                await self._replace(self.ctx.rejection)
+                return
+            await self._start()
+        await self.send(message)
+
+    async def _start(self) -> None:
+        self.started = True
+        if self._held is not None:
+            await self.send(self._held)
+
+    async def _replace(self, rejection: GuardRejection) -> None:
+        self.started = self._replaced = True
+        await send_rejection(self.send, rejection)
+
+    async def flush(self) -> None:
+        """Send a held start that no body followed (an empty response)."""
+        if self.started or self._held is None:
+            return
+        if self.ctx.rejection is not None:
+            await self._replace(self.ctx.rejection)
+        else:
+            await self._start()

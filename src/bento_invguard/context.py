@@ -1,0 +1,68 @@
+"""The one object that travels a query's path through the controls."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .errors import GuardRejection
+    from .policy import Tier
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one control decided about the query."""
+
+    control: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class QueryContext:
+    """State of one guarded query; each control reads it and adds its decision."""
+
+    endpoint: str | None
+    path: str = ""
+    principal: str | None = None
+    tier_name: str | None = None
+    tier: Tier | None = None
+    via_http: bool = True
+    rows: int = 0
+    output_mode: str | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    rejection: GuardRejection | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def decide(self, control: str, outcome: str, detail: str = "") -> None:
+        self.decisions.append(Decision(control, outcome, detail))
+
+    def reject(self, rejection: GuardRejection, control: str) -> GuardRejection:
+        """Record ``rejection`` as the query's outcome and hand it back for raising."""
+        self.rejection = rejection
+        self.decide(control, "reject", rejection.reason)
+        return rejection
+
+
+_current: contextvars.ContextVar[QueryContext | None] = contextvars.ContextVar(
+    "invguard_query", default=None
+)
+
+
+def current_query() -> QueryContext | None:
+    """The query being served on this task or thread, if any."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def active_query(ctx: QueryContext) -> Iterator[QueryContext]:
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

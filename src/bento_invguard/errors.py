@@ -1,0 +1,87 @@
+"""Rejections and configuration errors.
+
+A control vetoes a query by raising a :class:`GuardRejection`; the rejection
+carries its HTTP status, a stable low-cardinality ``reason`` and a human
+``detail``. The HTTP layer turns it into ``{"error": reason, "detail": detail}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class GuardConfigError(ValueError):
+    """The policy or the way the guard is applied is wrong; raised at startup."""
+
+
+class PolicyError(GuardConfigError):
+    """A policy file or object failed validation; the message names the field."""
+
+
+class GuardRejection(Exception):
+    """A control refused the query. Subclasses fix ``status`` and ``reason``."""
+
+    status: ClassVar[int] = 400
+    reason: ClassVar[str] = "rejected"
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the HTTP error response."""
+        return {"error": self.reason, "detail": self.detail}
+
+
+class Unauthenticated(GuardRejection):
+    status = 401
+    reason = "unauthenticated"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="invguard"'})
+
+
+class Forbidden(GuardRejection):
+    status = 403
+    reason = "forbidden"
+
+
+class Blocked(GuardRejection):
+    status = 403
+    reason = "blocked"
+
+
+class PayloadTooLarge(GuardRejection):
+    status = 413
+    reason = "payload_too_large"
+
+
+class UnsupportedMediaType(GuardRejection):
+    status = 415
+    reason = "unsupported_media_type"
+
+
+class InvalidInput(GuardRejection):
+    """422. ``check`` names the failed check: shape, dtype, finite, range, profile, schema."""
+
+    status = 422
+    reason = "invalid_input"
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "check": self.check}
+
+
+class RateLimited(GuardRejection):
+    status = 429
+    reason = "rate_limited"
+
+
+class ServiceUnavailable(GuardRejection):
+    status = 503
+    reason = "guard_unavailable"

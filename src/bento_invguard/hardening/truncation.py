@@ -1,0 +1,106 @@
+"""Confidence truncation: coarser scores for less trusted callers.
+
+Every mode keeps the shape of the scores and the argmax of every row, ties
+included: the class a caller is told is always the class the model chose
+(``np.argmax``, the first of equal maxima), and it is the strict maximum of
+the row returned, so any reader's argmax agrees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..policy import Tier
+
+
+def truncate(scores: np.ndarray, mode: str, *, k: int = 1, decimals: int = 2) -> np.ndarray:
+    """Truncate a ``(n, classes)`` array (or one ``(classes,)`` row) of scores.
+
+    >>> import numpy as np
+    >>> s = np.array([[0.1, 0.7, 0.2]])
+    >>> truncate(s, "label").tolist()
+    [[0.0, 1.0, 0.0]]
+    >>> truncate(s, "top_k", k=2, decimals=1).tolist()
+    [[0.0, 0.7, 0.2]]
+    """
+    if mode == "full":
+        return scores
+    single = scores.ndim == 1
+    rows = scores[np.newaxis, :] if single else scores
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise ValueError(f"scores must have shape (n, classes), got {scores.shape}")
+    if mode == "label":
+        out = _label(rows)
+    elif mode == "rounded":
+        out = _rounded(rows, decimals)
+    elif mode == "top_k":
+        out = _top_k(rows, k, decimals)
+    else:
+        raise ValueError(f"unknown output mode {mode!r}")
+    return out[0] if single else out
+
+
+def truncate_for_tier(scores: np.ndarray, tier: Tier) -> np.ndarray:
+    return truncate(scores, tier.output, k=tier.k, decimals=tier.decimals)
+
+
+def _float_dtype(rows: np.ndarray) -> np.dtype[np.floating]:
+    return rows.dtype if rows.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _label(rows: np.ndarray) -> np.ndarray:
+    out = np.zeros(rows.shape, dtype=_float_dtype(rows))
+    out[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = 1
+    return out
+
+
+def _rounded(rows: np.ndarray, decimals: int) -> np.ndarray:
+    winners = np.argmax(rows, axis=1)
+    out = np.round(rows.astype(_float_dtype(rows), copy=False), decimals)
+    return _keep_winner_strict(out, winners, decimals, nonnegative=bool((rows >= 0).all()))
+
+
+def _top_k(rows: np.ndarray, k: int, decimals: int) -> np.ndarray:
+    n, classes = rows.shape
+    k = min(k, classes)
+    winners = np.argmax(rows, axis=1)
+    # A stable sort of -scores puts np.argmax's pick (the first maximum) first.
+    kept = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+    index = np.arange(n)[:, np.newaxis]
+    kept_values = np.round(rows[index, kept].astype(_float_dtype(rows)), decimals)
+    nonnegative = bool((rows >= 0).all())
+    if nonnegative:
+        out = np.zeros(rows.shape, dtype=kept_values.dtype)
+    else:
+        # Scores such as logits: dropped classes sit just below the lowest kept one.
+        quantum = kept_values.dtype.type(10.0**-decimals)
+        filler = kept_values.min(axis=1, keepdims=True) - quantum
+        out = np.broadcast_to(filler, rows.shape).copy()
+    out[index, kept] = kept_values
+    return _keep_winner_strict(out, winners, decimals, nonnegative=nonnegative)
+
+
+def _keep_winner_strict(
+    out: np.ndarray, winners: np.ndarray, decimals: int, *, nonnegative: bool
+) -> np.ndarray:
+    """Make each row's original winner its strict maximum after rounding.
+
+    Rounding can tie (or, with earlier ties, reorder) the winner and a runner-up.
+    The runner-ups give way by one rounding quantum; the winner keeps its value
+    unless that would push non-negative scores below zero, then it is raised.
+    """
+    index = np.arange(out.shape[0])
+    quantum = out.dtype.type(10.0**-decimals)
+    top = out[index, winners]
+    others = out.copy()
+    others[index, winners] = -np.inf
+    conflict = others.max(axis=1) >= top
+    if not conflict.any():
+        return out
+    lowest = out.dtype.type(0.0) if nonnegative else out.dtype.type(-np.inf)
+    top = np.where(conflict & (top - quantum < lowest), lowest + quantum, top)
+    cap = np.maximum(np.minimum(top - quantum, np.nextafter(top, -np.inf)), lowest)
+    clash = conflict[:, np.newaxis] & (others >= top[:, np.newaxis])
+    out = np.where(clash, cap[:, np.newaxis], out)
+    out[index, winners] = top
+    return out

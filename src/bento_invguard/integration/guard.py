@@ -1,0 +1,112 @@
+"""@guard: the in-call controls around one BentoML API method."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from ..errors import GuardConfigError, GuardRejection
+from ..policy import Policy
+from .arguments import InputLocator
+from .pipeline import GuardPipeline
+from .policy_source import resolve_policy
+
+F = TypeVar("F", bound=Callable[..., Any])
+GUARD_ATTR = "__invguard_pipeline__"
+
+
+def guard(
+    policy: Policy | str | os.PathLike[str] | None = None,
+    *,
+    input_arg: str | None = None,
+    scores_field: str | None = None,
+) -> Callable[[F], F]:
+    """Guard one API method; place it under ``@bentoml.api``.
+
+    Validates the input before the model and truncates the scores after it,
+    for the caller's tier. The method keeps its kind (sync, async, generator)
+    and its signature, so BentoML's schema does not change.
+
+    >>> import bentoml, numpy as np
+    >>> @bentoml.service                                   # doctest: +SKIP
+    ... class Svc:
+    ...     @bentoml.api
+    ...     @guard("invguard.yaml", input_arg="x")
+    ...     def predict(self, x: np.ndarray) -> np.ndarray: ...
+    """
+    caller = sys._getframe(1).f_globals.get("__file__")
+    pipeline_policy = resolve_policy(policy, caller)
+    return _guard_with(GuardPipeline(pipeline_policy, scores_field=scores_field), input_arg)
+
+
+def is_guarded(func: Callable[..., Any]) -> bool:
+    return getattr(func, GUARD_ATTR, None) is not None
+
+
+def _guard_with(pipeline: GuardPipeline, input_arg: str | None) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        if not callable(func) or type(func).__name__ == "APIMethod":
+            raise GuardConfigError(
+                "@guard must be placed under @bentoml.api (it wraps the plain method)"
+            )
+        locate = InputLocator(func, input_arg or pipeline.policy.input.argument)
+        wrapper = _wrap(func, pipeline, locate, func.__name__)
+        setattr(wrapper, GUARD_ATTR, pipeline)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _wrap(
+    func: Callable[..., Any], pipeline: GuardPipeline, locate: InputLocator, endpoint: str
+) -> Callable[..., Any]:
+    def admit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ctx = pipeline.enter(endpoint)
+        pipeline.check_input(ctx, locate(args, kwargs))
+        return ctx
+
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            ctx = admit(args, kwargs)  # a rejection raises; the middleware answers it
+            async for item in func(*args, **kwargs):
+                yield pipeline.harden_item(ctx, item)
+
+        return agen_wrapper
+
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            ctx = admit(args, kwargs)
+            for item in func(*args, **kwargs):
+                yield pipeline.harden_item(ctx, item)
+
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                ctx = admit(args, kwargs)
+            except GuardRejection as rejection:
+                return pipeline.refuse(rejection)
+            return pipeline.harden(ctx, await func(*args, **kwargs))
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            ctx = admit(args, kwargs)
+        except GuardRejection as rejection:
+            return pipeline.refuse(rejection)
+        return pipeline.harden(ctx, func(*args, **kwargs))
+
+    return sync_wrapper

@@ -1,0 +1,101 @@
+"""@protect: every API of a service guarded, plus the middleware, in one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..access import GuardMiddleware
+from ..errors import GuardConfigError
+from ..policy import Policy
+from .guard import GUARD_ATTR, _guard_with
+from .pipeline import GuardPipeline
+from .policy_source import resolve_policy
+
+S = TypeVar("S")
+
+
+def protect(
+    policy: Policy | str | os.PathLike[str] | None = None,
+    *,
+    input_arg: str | None = None,
+    scores_field: str | None = None,
+    open_paths: Iterable[str] = (),
+) -> Callable[[S], S]:
+    """Guard every API of a BentoML service; place it above ``@bentoml.service``.
+
+    APIs already decorated with :func:`guard` keep their own options. The
+    service also gets :class:`GuardMiddleware`, which authenticates, gates
+    endpoints by tier, refuses pickle and caps the body before it is read.
+
+    >>> @protect("invguard.yaml")                         # doctest: +SKIP
+    ... @bentoml.service
+    ... class FaceID: ...
+    """
+    caller = sys._getframe(1).f_globals.get("__file__")
+    resolved = resolve_policy(policy, caller)
+    extra_open = tuple(open_paths)
+
+    def decorate(service: S) -> S:
+        _require_service(service)
+        pipeline = GuardPipeline(resolved, scores_field=scores_field)
+        svc: Any = service
+        for name, method in svc.apis.items():
+            _refuse_unsupported(name, method)
+            if getattr(method.func, GUARD_ATTR, None) is None:
+                method.func = _guard_with(pipeline, input_arg)(method.func)
+        svc.add_asgi_middleware(
+            GuardMiddleware,
+            policy=resolved,
+            routes=api_routes(svc),
+            open_paths=(*extra_open, *_service_open_paths(svc)),
+            access=pipeline.access,
+        )
+        return service
+
+    return decorate
+
+
+def api_routes(service: Any) -> dict[str, str]:
+    """Each API's full path (with the service's path prefix) -> API name."""
+    return {_join(service.path_prefix, m.route): name for name, m in service.apis.items()}
+
+
+def _service_open_paths(service: Any) -> list[str]:
+    endpoints = service.config.get("endpoints", {}) or {}
+    paths = [p for p in (endpoints.get("livez"), endpoints.get("readyz")) if p]
+    if service.path_prefix:
+        paths += [_join(service.path_prefix, p) for p in ("livez", "readyz", "docs.json", "")]
+    return paths
+
+
+def _join(prefix: str | None, route: str) -> str:
+    parts = (p.strip("/") for p in (prefix or "", route))
+    return "/" + "/".join(p for p in parts if p)
+
+
+def _require_service(obj: Any) -> None:
+    from _bentoml_sdk.service import Service
+
+    if not isinstance(obj, Service):
+        raise GuardConfigError(
+            "@protect must be placed above @bentoml.service "
+            f"(it received {type(obj).__name__}, not a BentoML Service)"
+        )
+
+
+def _refuse_unsupported(name: str, method: Any) -> None:
+    if method.batchable:
+        raise GuardConfigError(
+            f"API {name!r} is batchable: BentoML's adaptive batcher merges requests from "
+            "different callers into one call, so the guard could not tell whose rows are "
+            "whose, nor truncate each caller's scores for its tier. Serve it with "
+            "batchable=False (send many rows in one request instead)."
+        )
+    if method.is_task:
+        raise GuardConfigError(
+            f"API {name!r} is a @bentoml.task: tasks run after the response is sent, "
+            "outside the caller's request, so the guard cannot apply. Use @bentoml.api."
+        )

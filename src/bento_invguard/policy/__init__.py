@@ -1,0 +1,17 @@
+"""Policy model and loading."""
+
+from .loading import load_keys, policy_from_file, policy_from_mapping
+from .model import DEFAULT_OPEN_PATHS, InputPolicy, KeyEntry, KeySources, OutputMode, Policy, Tier
+
+__all__ = [
+    "DEFAULT_OPEN_PATHS",
+    "InputPolicy",
+    "KeyEntry",
+    "KeySources",
+    "OutputMode",
+    "Policy",
+    "Tier",
+    "load_keys",
+    "policy_from_file",
+    "policy_from_mapping",
+]

@@ -1,0 +1,116 @@
+"""Strict checks of the model input: shape, dtype, finite, range, profile.
+
+BentoML's own validators coerce (reshape, cast overflow to inf) and skip
+ndarray inputs; these only check, and name the first offending position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..context import QueryContext
+from ..errors import InvalidInput
+from ..policy import InputPolicy
+from .profile import Profile
+
+_KINDS = {"float": "fiu", "int": "iu", "number": "fiu"}
+
+
+def _position(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(int(i)) for i in index) + "]"
+
+
+class InputValidator:
+    """Checks one API input against the policy's ``input`` section and a profile."""
+
+    def __init__(self, spec: InputPolicy, profile: Profile | None = None) -> None:
+        self.spec = spec
+        self.profile = profile
+        self._kinds = _KINDS[spec.dtype]
+        if profile is not None and spec.shape is not None and profile.feature_shape != spec.shape:
+            from ..errors import PolicyError
+
+            raise PolicyError(
+                f"input.profile: fitted for rows of shape {list(profile.feature_shape)}, "
+                f"but input.shape is {list(spec.shape)}"
+            )
+
+    def __call__(self, ctx: QueryContext, value: Any) -> np.ndarray:
+        arr = self._as_array(value)
+        self._check_shape(arr)
+        self._check_values(arr)
+        ctx.rows = int(arr.shape[0])
+        ctx.decide("validate", "pass", f"{ctx.rows} rows")
+        return arr
+
+    def _as_array(self, value: Any) -> np.ndarray:
+        if isinstance(value, np.ndarray):
+            arr = value
+        else:
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInput("shape", f"not a rectangular array: {exc}") from None
+        if arr.dtype.kind not in self._kinds:
+            raise InvalidInput(
+                "dtype",
+                f"expected {self.spec.dtype} values, got {_describe_dtype(arr)}",
+            )
+        return arr
+
+    def _check_shape(self, arr: np.ndarray) -> None:
+        spec = self.spec
+        if arr.ndim == 0:
+            raise InvalidInput("shape", "expected a batch of rows, got a scalar")
+        if arr.shape[0] == 0:
+            raise InvalidInput("shape", "empty batch: at least one row is required")
+        if spec.shape is not None and arr.shape[1:] != spec.shape:
+            want = "(n, " + ", ".join(str(d) for d in spec.shape) + ")"
+            raise InvalidInput("shape", f"expected {want}, got {tuple(arr.shape)}")
+        if spec.max_rows is not None and arr.shape[0] > spec.max_rows:
+            raise InvalidInput(
+                "shape", f"{arr.shape[0]} rows in one request; at most {spec.max_rows}"
+            )
+
+    def _check_values(self, arr: np.ndarray) -> None:
+        spec = self.spec
+        if spec.finite and arr.dtype.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                at = tuple(np.argwhere(bad)[0])
+                raise InvalidInput("finite", f"non-finite value {arr[at]} at {_position(at)}")
+        if spec.min is not None:
+            low = arr < spec.min
+            if low.any():
+                at = tuple(np.argwhere(low)[0])
+                raise InvalidInput(
+                    "range", f"value {arr[at]} at {_position(at)} is below min {spec.min}"
+                )
+        if spec.max is not None:
+            high = arr > spec.max
+            if high.any():
+                at = tuple(np.argwhere(high)[0])
+                raise InvalidInput(
+                    "range", f"value {arr[at]} at {_position(at)} is above max {spec.max}"
+                )
+        if self.profile is not None:
+            if arr.shape[1:] != self.profile.feature_shape:
+                raise InvalidInput(
+                    "shape",
+                    f"the reference profile expects rows of shape "
+                    f"{tuple(self.profile.feature_shape)}, got {tuple(arr.shape[1:])}",
+                )
+            v = self.profile.first_violation(arr)
+            if v is not None:
+                raise InvalidInput(
+                    "profile",
+                    f"feature {v.feature} of row {v.row} is {v.value:g}, outside the "
+                    f"reference profile [{v.lower:g}, {v.upper:g}]",
+                )
+
+
+def _describe_dtype(arr: np.ndarray) -> str:
+    names = {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed objects", "c": "complex"}
+    return names.get(arr.dtype.kind, str(arr.dtype))
