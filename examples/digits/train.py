@@ -37,7 +37,7 @@ def train() -> str:
         metadata={"test_accuracy": round(accuracy, 4), "n_features": 64, "n_classes": 10},
     ) as model:
         np.savez(Path(model.path) / "weights.npz", coef=coef, intercept=intercept)
-    Profile.fit(x_train, margin=0.0).save(PROFILE_PATH)
+    Profile.fit(x_train).save(PROFILE_PATH)
     print(f"saved {model.tag} (held-out accuracy {accuracy:.3f}) and {PROFILE_PATH.name}")
     return str(model.tag)
 

@@ -53,6 +53,8 @@ class InputValidator:
                 arr = np.asarray(value)
             except (ValueError, TypeError) as exc:
                 raise InvalidInput("shape", f"not a rectangular array: {exc}") from None
+        if arr.ndim == 0:
+            raise InvalidInput("shape", "expected a batch of rows, got a single value")
         if arr.dtype.kind not in self._kinds:
             raise InvalidInput(
                 "dtype",
@@ -62,8 +64,6 @@ class InputValidator:
 
     def _check_shape(self, arr: np.ndarray) -> None:
         spec = self.spec
-        if arr.ndim == 0:
-            raise InvalidInput("shape", "expected a batch of rows, got a scalar")
         if arr.shape[0] == 0:
             raise InvalidInput("shape", "empty batch: at least one row is required")
         if spec.shape is not None and arr.shape[1:] != spec.shape:

@@ -20,6 +20,29 @@ from ..errors import PolicyError
 FORMAT = "bento_invguard.profile/1"
 
 
+def _bounds(
+    flat: np.ndarray, quantiles: tuple[float, float], margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.quantile(flat, quantiles[0], axis=0)
+    hi = np.quantile(flat, quantiles[1], axis=0)
+    spread = hi - lo
+    fallback = float(spread.max()) if spread.size else 0.0
+    widen = margin * np.where(spread > 0, spread, fallback)
+    return lo - widen, hi + widen
+
+
+def _fit_max_outside(
+    flat: np.ndarray, quantiles: tuple[float, float], margin: float, holdout: float, seed: int
+) -> int:
+    n_holdout = int(round(flat.shape[0] * holdout))
+    if not 0.0 < holdout < 1.0 or n_holdout < 1 or n_holdout >= flat.shape[0]:
+        return 0
+    order = np.random.default_rng(seed).permutation(flat.shape[0])
+    held, rest = flat[order[:n_holdout]], flat[order[n_holdout:]]
+    lo, hi = _bounds(rest, quantiles, margin)
+    return int(((held < lo) | (held > hi)).sum(axis=1).max())
+
+
 class Violation(BaseModel):
     row: int
     feature: int
@@ -48,6 +71,9 @@ class Profile(BaseModel):
     upper: tuple[float, ...] = Field(description="Highest accepted value per feature.")
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    max_outside: int = Field(
+        default=0, ge=0, description="Features a row may have outside the bounds and pass."
+    )
 
     _lo: np.ndarray = PrivateAttr()
     _hi: np.ndarray = PrivateAttr()
@@ -56,6 +82,14 @@ class Profile(BaseModel):
         # Arrays built once, so a check costs two vector comparisons.
         self._lo = np.asarray(self.lower, dtype=np.float64)
         self._hi = np.asarray(self.upper, dtype=np.float64)
+
+    def __eq__(self, other: object) -> bool:
+        # The cached bound arrays are derived data; compare the fields only.
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = BaseModel.__hash__
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -74,11 +108,18 @@ class Profile(BaseModel):
         *,
         quantiles: tuple[float, float] = (0.0, 1.0),
         margin: float = 0.05,
+        max_outside: int | None = None,
+        holdout: float = 0.2,
+        seed: int = 0,
     ) -> Profile:
         """Fit bounds on ``data`` of shape ``(n_samples, *feature_shape)``.
 
         Bounds are the given quantiles of each feature, widened by ``margin``
-        times the feature's spread (its range over all features when constant).
+        times the feature's spread (the widest spread, for constant features).
+        ``max_outside`` (how many features of a row may fall outside and still
+        pass) is, unless given, the most that rows of a random ``holdout``
+        share of the data show against bounds fitted on the rest: real rows
+        from the same distribution pass, noise and synthetic probes do not.
         """
         x = np.asarray(data, dtype=np.float64)
         if x.ndim < 2 or x.shape[0] < 1:
@@ -90,18 +131,17 @@ class Profile(BaseModel):
         if margin < 0:
             raise ValueError("margin must be >= 0")
         flat = x.reshape(x.shape[0], -1)
-        lo = np.quantile(flat, quantiles[0], axis=0)
-        hi = np.quantile(flat, quantiles[1], axis=0)
-        spread = hi - lo
-        fallback = float(spread.max()) if spread.size else 0.0
-        widen = margin * np.where(spread > 0, spread, fallback)
+        if max_outside is None:
+            max_outside = _fit_max_outside(flat, quantiles, margin, holdout, seed)
+        lo, hi = _bounds(flat, quantiles, margin)
         return cls(
             feature_shape=tuple(int(d) for d in x.shape[1:]),
             n_samples=int(x.shape[0]),
-            lower=tuple(float(v) for v in lo - widen),
-            upper=tuple(float(v) for v in hi + widen),
+            lower=tuple(float(v) for v in lo),
+            upper=tuple(float(v) for v in hi),
             mean=tuple(float(v) for v in flat.mean(axis=0)),
             std=tuple(float(v) for v in flat.std(axis=0)),
+            max_outside=max_outside,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -126,13 +166,17 @@ class Profile(BaseModel):
             raise PolicyError(format_validation_error(exc, f"profile {path}")) from None
 
     def first_violation(self, rows: np.ndarray) -> Violation | None:
-        """The first (row, feature) outside the bounds, in row-major order."""
+        """The first row with more than ``max_outside`` features outside the bounds."""
         lo, hi = self._lo, self._hi
         flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
         outside = (flat < lo) | (flat > hi)
         if not outside.any():
             return None
-        row, feature = (int(i) for i in np.argwhere(outside)[0])
+        too_many = outside.sum(axis=1) > self.max_outside
+        if not too_many.any():
+            return None
+        row = int(np.argmax(too_many))
+        feature = int(np.argmax(outside[row]))
         return Violation(
             row=row,
             feature=feature,

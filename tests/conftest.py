@@ -1,0 +1,71 @@
+"""Shared fixtures: keys, policies, and an isolated BentoML home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# BentoML reads BENTOML_HOME at import: keep tests out of the user's model store.
+os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="invguard-bentoml-home-"))
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+from bento_invguard import Policy, generate_key, hash_key  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TIERS = ("public", "partner", "trusted")
+
+
+@pytest.fixture(scope="session")
+def tier_keys() -> dict[str, str]:
+    """One fresh raw API key per tier."""
+    return {tier: generate_key() for tier in TIERS}
+
+
+def policy_dict(tier_keys: dict[str, str], **overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "keys": [
+            {"id": f"user-{tier}", "sha256": hash_key(key), "tier": tier}
+            for tier, key in tier_keys.items()
+        ],
+        "keys_from": {"env": None},
+        "tiers": {
+            "public": {"output": "label", "endpoints": ["predict", "predict_*"]},
+            "partner": {"output": "top_k", "k": 3, "decimals": 2},
+            "trusted": {"output": "full"},
+        },
+        "input": {"shape": [4], "dtype": "float", "min": 0.0, "max": 10.0, "max_body_bytes": 4096},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def policy(tier_keys: dict[str, str]) -> Policy:
+    return Policy.model_validate(policy_dict(tier_keys))
+
+
+@pytest.fixture
+def clean_env() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+DIGITS_DIR = REPO / "examples" / "digits"
+
+
+def digits_module(name: str) -> object:
+    """Import a module of the digits example (model, train, service)."""
+    import importlib
+    import sys
+
+    if str(DIGITS_DIR) not in sys.path:
+        sys.path.insert(0, str(DIGITS_DIR))
+    return importlib.import_module(name)
