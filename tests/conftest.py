@@ -69,3 +69,17 @@ def digits_module(name: str) -> object:
     if str(DIGITS_DIR) not in sys.path:
         sys.path.insert(0, str(DIGITS_DIR))
     return importlib.import_module(name)
+
+
+def forget_bentoml_metrics() -> None:
+    """Unregister BentoML's Prometheus collectors so another app can be built in-process.
+
+    BentoML registers its request metrics in the process-wide registry when an
+    app serves its first request; a second service app in the same test
+    process would otherwise fail with DuplicateTimeseries.
+    """
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(name.startswith("bentoml_") for name in names):
+            REGISTRY.unregister(collector)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from ..conftest import forget_bentoml_metrics
 from .toy_service import CALLS, KEYS, Toy, scores
 
 ROW = [1.0, 2.0, 0.5, 3.0]
@@ -17,6 +18,7 @@ ROW = [1.0, 2.0, 0.5, 3.0]
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
+    forget_bentoml_metrics()
     with TestClient(Toy.to_asgi(), raise_server_exceptions=False) as c:
         yield c
 

@@ -123,7 +123,11 @@ def _refuse_media_type(ctx: QueryContext, scope: Scope) -> None:
             media_type = value.split(b";")[0].strip().lower().decode("latin-1")
             if media_type in REFUSED_MEDIA_TYPES:
                 raise ctx.reject(
-                    UnsupportedMediaType(f"{media_type} is not accepted by guarded APIs; send JSON"),
+                    UnsupportedMediaType(
+                        f"{media_type} is not accepted by guarded APIs; send JSON. (BentoML "
+                        "sends it between the services of one deployment: guard the entry "
+                        "service, not its bentoml.depends dependencies.)"
+                    ),
                     "body",
                 )
 
