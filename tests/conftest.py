@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="invguard-bentoml-home-"))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
-from bento_invguard import Policy, generate_key, hash_key  # noqa: E402
+from bento_invguard import Policy, generate_key, hash_key
 
 REPO = Path(__file__).resolve().parent.parent
 TIERS = ("public", "partner", "trusted")

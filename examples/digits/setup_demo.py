@@ -41,7 +41,9 @@ def main() -> None:
     sys.argv = sys.argv[:1]
     train_main()
     keys = demo_keys()
-    entries = [{"id": f"demo-{tier}", "sha256": hash_key(key), "tier": tier} for tier, key in keys.items()]
+    entries = [
+        {"id": f"demo-{tier}", "sha256": hash_key(key), "tier": tier} for tier, key in keys.items()
+    ]
     KEY_FILE.write_text(yaml.safe_dump({"keys": entries}, sort_keys=False))
     port = os.environ.get("PORT", "3000")
     body = json.dumps({"x": [SAMPLE]})

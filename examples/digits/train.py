@@ -1,7 +1,7 @@
 """Train the digits model, save it to the BentoML model store, fit the reference profile.
 
-    python train.py            # trains only if no model is stored yet
-    python train.py --force    # trains a new version
+python train.py            # trains only if no model is stored yet
+python train.py --force    # trains a new version
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def stored_model_exists() -> bool:
 def train() -> str:
     x_train, x_test, y_train, y_test = load_split()
     coef, intercept = fit_weights(x_train, y_train)
-    accuracy = float((SoftmaxModel(coef, intercept).predict_proba(x_test).argmax(1) == y_test).mean())
+    accuracy = float(
+        (SoftmaxModel(coef, intercept).predict_proba(x_test).argmax(1) == y_test).mean()
+    )
     with bentoml.models.create(
         MODEL_NAME,
         labels={"example": "digits"},

@@ -47,7 +47,9 @@ def test_guard_alone_authenticates_and_truncates(guard_only: TestClient) -> None
     assert "unauthenticated" == no_key.json()["error"]
     public = guard_only.post("/predict", content=body, headers={"X-API-Key": KEYS["public"]})
     assert [[0.0, 0.0, 0.0, 0.0, 1.0]] == public.json()
-    bad = guard_only.post("/predict", content='{"x": [[1, 2]]}', headers={"X-API-Key": KEYS["public"]})
+    bad = guard_only.post(
+        "/predict", content='{"x": [[1, 2]]}', headers={"X-API-Key": KEYS["public"]}
+    )
     assert 422 == bad.status_code
     assert "shape" == bad.json()["check"]
     assert 200 == guard_only.post("/unguarded", content=body).status_code
@@ -119,7 +121,9 @@ def test_input_argument_must_exist() -> None:
                 return x
 
 
-def test_protect_loads_policy_relative_to_the_caller(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_protect_loads_policy_relative_to_the_caller(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A missing policy file is a startup error naming the file."""
     from bento_invguard import PolicyError
 

@@ -122,7 +122,9 @@ def test_keys_from_file_and_env(tmp_path: Path, tier_keys: dict[str, str]) -> No
     assert ["filed", "env"] == [k.id for k in keys]
 
 
-def test_required_key_file_missing_refuses_to_start(tmp_path: Path, tier_keys: dict[str, str]) -> None:
+def test_required_key_file_missing_refuses_to_start(
+    tmp_path: Path, tier_keys: dict[str, str]
+) -> None:
     """A key file the policy requires must exist (fail closed)."""
     data = policy_dict(tier_keys, keys_from={"file": "nope.yaml", "env": None})
     with pytest.raises(PolicyError, match="nope.yaml: file not found"):

@@ -28,7 +28,9 @@ def auth(tier: str) -> dict[str, str]:
 
 
 def post(client: TestClient, path: str, body: object, headers: dict[str, str]) -> object:
-    return client.post(path, content=json.dumps(body), headers={**headers, "content-type": "application/json"})
+    return client.post(
+        path, content=json.dumps(body), headers={**headers, "content-type": "application/json"}
+    )
 
 
 def assert_error(response: object, status: int, reason: str) -> dict[str, object]:
@@ -101,15 +103,19 @@ def test_tier_may_not_call_endpoint(client: TestClient) -> None:
         ('{"x": [[true, false, true, false]]}', "dtype"),
         ("{}", "schema"),
         ("not json", "schema"),
-        ('[1, 2, 3, 4]', "schema"),
+        ("[1, 2, 3, 4]", "schema"),
         ('{"x": null}', "shape"),
         ('{"x": 5}', "shape"),
     ],
 )
-def test_bad_input_is_422_and_never_reaches_the_model(client: TestClient, body: str, check: str) -> None:
+def test_bad_input_is_422_and_never_reaches_the_model(
+    client: TestClient, body: str, check: str
+) -> None:
     """Each malformed body is a 422 invalid_input naming the check; the model does not run."""
     CALLS.clear()
-    r = client.post("/predict", content=body, headers={**auth("trusted"), "content-type": "application/json"})
+    r = client.post(
+        "/predict", content=body, headers={**auth("trusted"), "content-type": "application/json"}
+    )
     got = assert_error(r, 422, "invalid_input")
     assert check == got["check"]
     assert [] == CALLS
@@ -118,18 +124,26 @@ def test_bad_input_is_422_and_never_reaches_the_model(client: TestClient, body: 
 def test_oversized_body_is_413_before_reading(client: TestClient) -> None:
     """A body over max_body_bytes is 413, by Content-Length or by counting a stream."""
     big = json.dumps({"x": [ROW] * 400})
-    assert_error(client.post("/predict", content=big, headers=auth("trusted")), 413, "payload_too_large")
+    assert_error(
+        client.post("/predict", content=big, headers=auth("trusted")), 413, "payload_too_large"
+    )
 
     def chunks() -> Iterator[bytes]:
         for _ in range(10):
             yield b" " * 1000
 
-    assert_error(client.post("/predict", content=chunks(), headers=auth("trusted")), 413, "payload_too_large")
+    assert_error(
+        client.post("/predict", content=chunks(), headers=auth("trusted")), 413, "payload_too_large"
+    )
 
 
 def test_pickle_bodies_are_refused(client: TestClient) -> None:
     """BentoML's pickle serialisation is never accepted from outside."""
-    r = client.post("/predict", content=b"\x80\x04", headers={**auth("trusted"), "content-type": "application/vnd.bentoml+pickle"})
+    r = client.post(
+        "/predict",
+        content=b"\x80\x04",
+        headers={**auth("trusted"), "content-type": "application/vnd.bentoml+pickle"},
+    )
     assert_error(r, 415, "unsupported_media_type")
 
 

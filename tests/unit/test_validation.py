@@ -93,7 +93,9 @@ def test_profile_tolerates_what_holdout_shows() -> None:
     """max_outside fitted on a holdout lets held-out real rows through but not noise."""
     x_train, x_test, _, _ = digits_module("model").load_split()  # type: ignore[attr-defined]
     profile = Profile.fit(x_train)
-    rejected = sum(profile.first_violation(x_test[i : i + 1]) is not None for i in range(len(x_test)))
+    rejected = sum(
+        profile.first_violation(x_test[i : i + 1]) is not None for i in range(len(x_test))
+    )
     assert rejected / len(x_test) < 0.01
     noise = np.random.default_rng(0).uniform(0, 16, size=(200, 64))
     assert all(profile.first_violation(noise[i : i + 1]) is not None for i in range(200))
@@ -111,8 +113,10 @@ def test_profile_load_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="file not found"):
         Profile.load(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
-    bad.write_text('{"feature_shape": [2], "n_samples": 1, "lower": [0], "upper": [1, 2],'
-                   ' "mean": [0, 0], "std": [0, 0]}')
+    bad.write_text(
+        '{"feature_shape": [2], "n_samples": 1, "lower": [0], "upper": [1, 2],'
+        ' "mean": [0, 0], "std": [0, 0]}'
+    )
     with pytest.raises(PolicyError, match="lower"):
         Profile.load(bad)
 

@@ -51,7 +51,9 @@ class GuardMiddleware:
     def is_open(self, path: str) -> bool:
         if path in self.routes:
             return False
-        return path in self._open_exact or any(fnmatch.fnmatchcase(path, g) for g in self._open_globs)
+        return path in self._open_exact or any(
+            fnmatch.fnmatchcase(path, g) for g in self._open_globs
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.is_open(scope["path"]):

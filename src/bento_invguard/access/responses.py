@@ -19,7 +19,9 @@ def rejection_payload(rejection: GuardRejection) -> tuple[int, list[tuple[bytes,
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rejection.headers.items()]
+    headers += [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in rejection.headers.items()
+    ]
     return rejection.status, headers, body
 
 

@@ -67,4 +67,6 @@ def _numeric(scores: np.ndarray) -> np.ndarray:
 
 
 def _missing_field(output: Any, field: str) -> GuardConfigError:
-    return GuardConfigError(f"scores_field={field!r} not found in the {type(output).__name__} output")
+    return GuardConfigError(
+        f"scores_field={field!r} not found in the {type(output).__name__} output"
+    )

@@ -11,7 +11,9 @@ from ..policy import Policy
 POLICY_ENV = "INVGUARD_POLICY"
 
 
-def resolve_policy(policy: Policy | str | os.PathLike[str] | None, caller_file: str | None) -> Policy:
+def resolve_policy(
+    policy: Policy | str | os.PathLike[str] | None, caller_file: str | None
+) -> Policy:
     """A Policy as is; a path relative to the calling module (else the working dir)."""
     if isinstance(policy, Policy):
         return policy

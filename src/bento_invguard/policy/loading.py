@@ -43,7 +43,9 @@ def read_document(path: Path) -> Any:
         raise PolicyError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
 
 
-def policy_from_mapping(data: Any, *, base_dir: Path | None = None, where: str = "policy") -> Policy:
+def policy_from_mapping(
+    data: Any, *, base_dir: Path | None = None, where: str = "policy"
+) -> Policy:
     if not isinstance(data, Mapping):
         raise PolicyError(f"invalid {where}: expected a mapping at the top level")
     try:

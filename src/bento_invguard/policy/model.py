@@ -179,4 +179,3 @@ class Policy(_Strict):
             seen_ids.add(key.id)
             seen_digests.add(key.sha256)
         return self
-

@@ -34,7 +34,7 @@ def _bounds(
 def _fit_max_outside(
     flat: np.ndarray, quantiles: tuple[float, float], margin: float, holdout: float, seed: int
 ) -> int:
-    n_holdout = int(round(flat.shape[0] * holdout))
+    n_holdout = round(flat.shape[0] * holdout)
     if not 0.0 < holdout < 1.0 or n_holdout < 1 or n_holdout >= flat.shape[0]:
         return 0
     order = np.random.default_rng(seed).permutation(flat.shape[0])
