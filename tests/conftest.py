@@ -83,3 +83,107 @@ def forget_bentoml_metrics() -> None:
     for collector, names in list(REGISTRY._collector_to_names.items()):
         if any(name.startswith("bentoml_") for name in names):
             REGISTRY.unregister(collector)
+
+
+# ---------------------------------------------------------------- real Redis
+REQUIRE_REDIS = os.environ.get("INVGUARD_REQUIRE_REDIS") == "1"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, owned by the test session."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: object = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start within 10 s")
+
+    def stop(self) -> None:
+        import subprocess
+
+        proc = self.process
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def running(self) -> bool:
+        import subprocess
+
+        return isinstance(self.process, subprocess.Popen) and self.process.poll() is None
+
+    def flush(self) -> None:
+        import redis
+
+        redis.Redis(port=self.port).flushall()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis; skipped when redis-server is missing unless INVGUARD_REQUIRE_REDIS=1."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if REQUIRE_REDIS:
+            pytest.fail("INVGUARD_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a flushed, running Redis."""
+    if not redis_server.running():
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .errors import GuardRejection
     from .policy import Tier
+    from .ratelimit import LimitStatus
 
 
 @dataclass(slots=True)
@@ -33,7 +34,10 @@ class QueryContext:
     tier_name: str | None = None
     tier: Tier | None = None
     via_http: bool = True
+    client: str | None = None
     rows: int = 0
+    spent: int = 0
+    rate: LimitStatus | None = None
     output_mode: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     rejection: GuardRejection | None = None

@@ -84,4 +84,4 @@ class RateLimited(GuardRejection):
 
 class ServiceUnavailable(GuardRejection):
     status = 503
-    reason = "guard_unavailable"
+    reason = "storage_unavailable"

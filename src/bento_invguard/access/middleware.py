@@ -9,6 +9,7 @@ from typing import Any
 from ..context import QueryContext, active_query
 from ..errors import GuardRejection, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..policy import DEFAULT_OPEN_PATHS, Policy
+from ..ratelimit import RateLimiter
 from .authenticate import AccessControl, key_headers
 from .responses import schema_error_detail, send_rejection
 
@@ -23,7 +24,7 @@ REFUSED_MEDIA_TYPES = frozenset({"application/vnd.bentoml+pickle"})
 
 
 class GuardMiddleware:
-    """Pure ASGI middleware: authenticate, gate by tier, refuse pickle, cap the body.
+    """Pure ASGI middleware: authenticate, gate by tier, rate-limit, refuse pickle, cap the body.
 
     ``routes`` maps each guarded API's path to its API name. Every other path
     also needs a key (fail closed) unless it is an open path: health,
@@ -38,11 +39,13 @@ class GuardMiddleware:
         routes: Mapping[str, str],
         open_paths: Iterable[str] = (),
         access: AccessControl | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.routes = dict(routes)
         self.access = access or AccessControl(policy)
+        self.limiter = limiter or RateLimiter(policy)
         patterns = (*DEFAULT_OPEN_PATHS, *policy.open_paths, *open_paths)
         self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
         self._open_globs = tuple(p for p in patterns if _is_glob(p))
@@ -56,15 +59,21 @@ class GuardMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
         if scope["type"] != "http" or self.is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        ctx = QueryContext(endpoint=self.routes.get(path), path=path)
+        client = scope.get("client")
+        ctx = QueryContext(endpoint=self.routes.get(path), path=path, client=client and client[0])
         try:
             self.access.admit(ctx, key_headers(scope["headers"]))
             if ctx.endpoint is not None:
                 self.access.gate(ctx)
+                # The request's first row, counted before the body is read.
+                await self.limiter.spend(ctx, 1)
                 _refuse_media_type(ctx, scope)
                 body = await self._read_body(ctx, scope, receive)
                 if body is None:  # the client went away
@@ -84,6 +93,14 @@ class GuardMiddleware:
                 await send_rejection(send, ctx.rejection)
                 return
         await responder.flush()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.limiter.aclose()
+            await send(message)
+
+        return lifespan_send
 
     async def _read_body(self, ctx: QueryContext, scope: Scope, receive: Receive) -> bytes | None:
         for name, value in scope["headers"]:
@@ -132,6 +149,10 @@ def _refuse_media_type(ctx: QueryContext, scope: Scope) -> None:
                     ),
                     "body",
                 )
+
+
+def _encode(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -188,6 +209,11 @@ class _Responder:
     async def _start(self) -> None:
         self.started = True
         if self._held is not None:
+            if self.ctx.rate is not None:
+                self._held["headers"] = [
+                    *self._held.get("headers", []),
+                    *_encode(self.ctx.rate.headers()),
+                ]
             await self.send(self._held)
 
     async def _replace(self, rejection: GuardRejection) -> None:

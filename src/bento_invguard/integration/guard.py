@@ -69,11 +69,21 @@ def _wrap(
         pipeline.check_input(ctx, locate(args, kwargs))
         return ctx
 
+    async def admit_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ctx = admit(args, kwargs)
+        await pipeline.spend_rows(ctx)
+        return ctx
+
+    def admit_sync(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ctx = admit(args, kwargs)
+        pipeline.spend_rows_from_thread(ctx)
+        return ctx
+
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            ctx = admit(args, kwargs)  # a rejection raises; the middleware answers it
+            ctx = await admit_async(args, kwargs)  # a rejection raises; the middleware answers
             async for item in func(*args, **kwargs):
                 yield pipeline.harden_item(ctx, item)
 
@@ -83,7 +93,7 @@ def _wrap(
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            ctx = admit(args, kwargs)
+            ctx = admit_sync(args, kwargs)
             for item in func(*args, **kwargs):
                 yield pipeline.harden_item(ctx, item)
 
@@ -94,7 +104,7 @@ def _wrap(
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                ctx = admit(args, kwargs)
+                ctx = await admit_async(args, kwargs)
             except GuardRejection as rejection:
                 return pipeline.refuse(rejection)
             return pipeline.harden(ctx, await func(*args, **kwargs))
@@ -104,7 +114,7 @@ def _wrap(
     @functools.wraps(func)
     def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            ctx = admit(args, kwargs)
+            ctx = admit_sync(args, kwargs)
         except GuardRejection as rejection:
             return pipeline.refuse(rejection)
         return pipeline.harden(ctx, func(*args, **kwargs))

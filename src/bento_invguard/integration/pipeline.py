@@ -12,6 +12,7 @@ from ..context import QueryContext, active_query, current_query
 from ..errors import GuardConfigError, GuardRejection, PayloadTooLarge, Unauthenticated
 from ..hardening import OutputHardener
 from ..policy import Policy
+from ..ratelimit import RateLimiter
 from ..validation import InputValidator, Profile
 from .bentoml_request import current_bentoml_request
 
@@ -26,6 +27,7 @@ class GuardPipeline:
     def __init__(self, policy: Policy, *, scores_field: str | None = None) -> None:
         self.policy = policy
         self.access = AccessControl(policy)
+        self.limiter = RateLimiter(policy)
         profile = None
         if policy.input.profile is not None:
             profile = Profile.load(policy.resolve(policy.input.profile))
@@ -71,6 +73,18 @@ class GuardPipeline:
             self.validator(ctx, value)
         except GuardRejection as rejection:
             raise ctx.reject(rejection, "validate") from None
+
+    async def spend_rows(self, ctx: QueryContext) -> None:
+        """Spend the rows of the request not yet spent; refuse it whole if they don't fit."""
+        if ctx.via_http and ctx.rows > ctx.spent:
+            await self.limiter.spend(ctx, ctx.rows - ctx.spent)
+
+    def spend_rows_from_thread(self, ctx: QueryContext) -> None:
+        """spend_rows for sync APIs, which BentoML runs in a worker thread of its event loop."""
+        if ctx.via_http and ctx.rows > ctx.spent and self.limiter.enabled:
+            import anyio.from_thread
+
+            anyio.from_thread.run(self.spend_rows, ctx)
 
     def harden(self, ctx: QueryContext, output: Any) -> Any:
         if ctx.tier is None:  # cannot happen after enter(); fail closed all the same

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 
 S = TypeVar("S")
+logger = logging.getLogger("bento_invguard")
 
 
 def protect(
@@ -52,10 +54,27 @@ def protect(
             routes=api_routes(svc),
             open_paths=(*extra_open, *_service_open_paths(svc)),
             access=pipeline.access,
+            limiter=pipeline.limiter,
         )
+        _warn_per_worker_state(svc, resolved)
         return service
 
     return decorate
+
+
+def _warn_per_worker_state(service: Any, policy: Policy) -> None:
+    from ..storage import is_memory, storage_uri
+
+    workers = service.config.get("workers", 1)
+    if workers != 1 and is_memory(storage_uri(policy)):
+        logger.warning(
+            "bento_invguard: service %s runs %s workers with storage memory://: each worker "
+            "counts rate limits and keeps monitor state on its own, so a caller gets up to "
+            "%s times its limit. Set storage: redis://... in the policy to share them.",
+            service.name,
+            workers,
+            workers,
+        )
 
 
 def api_routes(service: Any) -> dict[str, str]:

@@ -1,7 +1,16 @@
 """Policy model and loading."""
 
 from .loading import load_keys, policy_from_file, policy_from_mapping
-from .model import DEFAULT_OPEN_PATHS, InputPolicy, KeyEntry, KeySources, OutputMode, Policy, Tier
+from .model import (
+    DEFAULT_OPEN_PATHS,
+    InputPolicy,
+    KeyEntry,
+    KeySources,
+    OutputMode,
+    Policy,
+    RateLimiting,
+    Tier,
+)
 
 __all__ = [
     "DEFAULT_OPEN_PATHS",
@@ -10,6 +19,7 @@ __all__ = [
     "KeySources",
     "OutputMode",
     "Policy",
+    "RateLimiting",
     "Tier",
     "load_keys",
     "policy_from_file",

@@ -72,8 +72,25 @@ class KeySources(_Strict):
     )
 
 
+def _check_limit_string(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from limits import parse_many
+
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items:
+        raise ValueError(
+            f"{value!r} is not a rate limit in the notation of the limits library, "
+            "e.g. '10/second;600/minute;5000/day'"
+        )
+    return value
+
+
 class Tier(_Strict):
-    """What callers of one tier may call and how much of the scores they see."""
+    """What callers of one tier may call, how much they may ask, and how much they see."""
 
     output: OutputMode = "label"
     k: int = Field(default=1, ge=1, description="Scores kept by top_k.")
@@ -81,6 +98,16 @@ class Tier(_Strict):
     endpoints: tuple[str, ...] = Field(
         default=("*",), description="API names (shell globs) this tier may call."
     )
+    rate_limit: str | None = Field(
+        default=None,
+        description="Per-principal limits, e.g. '10/second;600/minute;5000/day'. Rows count: "
+        "a request of n rows spends n. Long windows are query budgets.",
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _limit_notation(cls, value: str | None) -> str | None:
+        return _check_limit_string(value)
 
 
 class InputPolicy(_Strict):
@@ -118,6 +145,29 @@ class InputPolicy(_Strict):
         return self
 
 
+class RateLimiting(_Strict):
+    """How limits are counted (the limits are set per tier and per endpoint)."""
+
+    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = Field(
+        default="moving-window",
+        description="moving-window is exact; the others use less memory per principal.",
+    )
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Global limits per API name, shared by all callers: {predict: '500/second'}.",
+    )
+    timeout: float = Field(
+        default=0.5, gt=0, le=10, description="Seconds any storage call may take before it fails."
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            _check_limit_string(limit)
+        return value
+
+
 class Policy(_Strict):
     """A service's defenses. Build it in Python or load it with :meth:`from_file`.
 
@@ -143,6 +193,21 @@ class Policy(_Strict):
     open_paths: tuple[str, ...] = Field(
         default=(), description="More routes that need no key, added to the defaults."
     )
+    storage: str = Field(
+        default="memory://",
+        description="Where shared state lives: memory:// (one process) or a redis:// URI "
+        "(redis://, rediss://, redis+sentinel://, redis+cluster://). ${VAR} is expanded "
+        "from the environment; INVGUARD_STORAGE overrides it.",
+    )
+    storage_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Passed to the storage client (limits / redis-py)."
+    )
+    on_storage_error: Literal["closed", "open"] = Field(
+        default="closed",
+        description="closed: refuse with 503 when the storage fails; open: serve, and record "
+        "that the limit was not applied.",
+    )
+    rate_limiting: RateLimiting = RateLimiting()
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

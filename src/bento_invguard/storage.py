@@ -1,0 +1,74 @@
+"""One storage URI for all shared state, opened through the limits library."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .errors import GuardConfigError
+from .policy import Policy
+
+STORAGE_ENV = "INVGUARD_STORAGE"
+logger = logging.getLogger("bento_invguard")
+
+#: Bounded timeouts so that a slow or dead Redis never hangs a request.
+REDIS_DEFAULTS: dict[str, float | int | bool] = {
+    "socket_timeout": 0.25,
+    "socket_connect_timeout": 0.25,
+    "retry_on_timeout": False,
+}
+
+
+def storage_uri(policy: Policy, environ: Any = None) -> str:
+    """The policy's storage URI, overridden by INVGUARD_STORAGE, with ${VAR} expanded."""
+    environ = os.environ if environ is None else environ
+    uri = environ.get(STORAGE_ENV) or policy.storage
+    expanded = os.path.expandvars(uri)
+    if "${" in expanded:
+        raise GuardConfigError(f"storage: an environment variable in {uri!r} is not set")
+    return expanded
+
+
+def is_memory(uri: str) -> bool:
+    return uri.split("://", 1)[0] in ("memory", "async+memory")
+
+
+def redacted(uri: str) -> str:
+    """The URI without its password, for logs and errors."""
+    scheme, sep, rest = uri.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+def open_async_storage(policy: Policy) -> Any:
+    """A limits async storage for the policy's URI (memory:// or redis://...)."""
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
+    uri = storage_uri(policy)
+    options: dict[str, Any] = dict(policy.storage_options)
+    if not is_memory(uri):
+        options = {**REDIS_DEFAULTS, "implementation": "redispy", **options}
+        options["wrap_exceptions"] = True
+    try:
+        return storage_from_string("async+" + uri.removeprefix("async+"), **options)
+    except ConfigurationError as exc:
+        raise GuardConfigError(f"storage {redacted(uri)!r}: {exc}") from None
+
+
+async def close_async_storage(storage: Any) -> None:
+    """Release what an async limits storage holds: Redis connections, expiry tasks."""
+    bridge = getattr(storage, "bridge", None)
+    if bridge is not None:
+        client = bridge.get_connection()
+        closer = getattr(client, "aclose", None) or getattr(client, "close", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception as exc:  # closing a broken connection must not fail shutdown
+                logger.debug("bento_invguard: closing the storage failed: %r", exc)
+    timer = getattr(storage, "timer", None)
+    if timer is not None and not timer.done():
+        timer.cancel()
