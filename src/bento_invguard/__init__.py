@@ -5,6 +5,7 @@
 64
 """
 
+from .artifacts import Attachment, attach, load_attached_policy
 from .context import Decision, QueryContext, current_query
 from .errors import (
     Blocked,
@@ -27,6 +28,7 @@ from .validation import Profile
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attachment",
     "Blocked",
     "Decision",
     "Forbidden",
@@ -44,10 +46,12 @@ __all__ = [
     "Unauthenticated",
     "UnsupportedMediaType",
     "__version__",
+    "attach",
     "current_query",
     "generate_key",
     "guard",
     "hash_key",
+    "load_attached_policy",
     "local_caller",
     "protect",
     "truncate",

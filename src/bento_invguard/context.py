@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import time
@@ -37,7 +38,7 @@ class QueryContext:
     client: str | None = None
     rows: int = 0
     spent: int = 0
-    rate: LimitStatus | None = None
+    rate: LimitStatus | asyncio.Future[LimitStatus] | None = None
     output_mode: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     rejection: GuardRejection | None = None

@@ -83,7 +83,7 @@ class GuardMiddleware:
             await send_rejection(send, rejection)
             return
         scope.setdefault("state", {})["invguard"] = ctx
-        responder = _Responder(ctx, send)
+        responder = _Responder(ctx, send, self.limiter)
         with active_query(ctx):
             try:
                 await self.app(scope, receive, responder)
@@ -177,9 +177,10 @@ class _Responder:
     the API schema becomes a 422 ``invalid_input`` in the contract's form.
     """
 
-    def __init__(self, ctx: QueryContext, send: Send) -> None:
+    def __init__(self, ctx: QueryContext, send: Send, limiter: RateLimiter | None = None) -> None:
         self.ctx = ctx
         self.send = send
+        self.limiter = limiter
         self.started = False  # something has gone to the client
         self._replaced = False
         self._held: Message | None = None
@@ -206,14 +207,16 @@ class _Responder:
             await self._start()
         await self.send(message)
 
+    async def _rate_headers(self) -> list[tuple[bytes, bytes]]:
+        status = await self.limiter.status(self.ctx) if self.limiter else None
+        return _encode(status.headers()) if status else []
+
     async def _start(self) -> None:
         self.started = True
         if self._held is not None:
-            if self.ctx.rate is not None:
-                self._held["headers"] = [
-                    *self._held.get("headers", []),
-                    *_encode(self.ctx.rate.headers()),
-                ]
+            extra = await self._rate_headers()
+            if extra:
+                self._held["headers"] = [*self._held.get("headers", []), *extra]
             await self.send(self._held)
 
     async def _replace(self, rejection: GuardRejection) -> None:

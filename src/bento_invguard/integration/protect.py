@@ -25,6 +25,7 @@ def protect(
     input_arg: str | None = None,
     scores_field: str | None = None,
     open_paths: Iterable[str] = (),
+    policy_from: Any = None,
 ) -> Callable[[S], S]:
     """Guard every API of a BentoML service; place it above ``@bentoml.service``.
 
@@ -32,12 +33,20 @@ def protect(
     service also gets :class:`GuardMiddleware`, which authenticates, gates
     endpoints by tier, refuses pickle and caps the body before it is read.
 
+    ``policy_from`` (a model tag, ``bentoml.models.BentoModel`` or bentoml
+    Model) takes the policy stored in that model with
+    :func:`bento_invguard.attach`, and refuses to start if its files no
+    longer match their recorded SHA-256 digests.
+
     >>> @protect("invguard.yaml")                         # doctest: +SKIP
+    ... @bentoml.service
+    ... class FaceID: ...
+    >>> @protect(policy_from="faceid_model:latest")       # doctest: +SKIP
     ... @bentoml.service
     ... class FaceID: ...
     """
     caller = sys._getframe(1).f_globals.get("__file__")
-    resolved = resolve_policy(policy, caller)
+    resolved = resolve_policy(policy, caller, policy_from=policy_from)
     extra_open = tuple(open_paths)
 
     def decorate(service: S) -> S:

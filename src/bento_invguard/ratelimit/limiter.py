@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import TTLCache
 from limits import RateLimitItem, parse_many
 from limits.aio import strategies
 
 from ..context import QueryContext
 from ..errors import RateLimited, ServiceUnavailable
 from ..policy import Policy
-from ..storage import close_async_storage, open_async_storage
+from ..storage import close_async_storage, is_memory, open_async_storage, storage_uri
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -23,6 +25,9 @@ STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
 }
 NAMESPACE = "invguard"
+#: Below this many rows left (as last seen), counts are read before spending.
+PRECHECK_MARGIN = 5
+logger = logging.getLogger("bento_invguard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,10 @@ class RateLimiter:
         self._strategy_name = settings.strategy
         self._storage = storage
         self._strategy: strategies.RateLimiter | None = None
+        self._last_storage_warning = -math.inf
+        # Last seen remaining rows per principal/endpoint, a hint for the fast path only.
+        self._hints: TTLCache[tuple[str, ...], int] = TTLCache(maxsize=100_000, ttl=60)
+        self._in_process = is_memory(storage_uri(policy)) if storage is None else False
 
     @property
     def strategy(self) -> strategies.RateLimiter:
@@ -99,57 +108,121 @@ class RateLimiter:
             self._storage = None
 
     def windows(self, ctx: QueryContext) -> list[_Window]:
+        # The strategy is part of the key: strategies keep different Redis types, and
+        # switching strategy must not meet the old keys (WRONGTYPE) until they expire.
+        ns = (NAMESPACE, self._strategy_name)
         found: list[_Window] = []
         if ctx.tier_name in self.tier_limits:
             who = (
                 ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
             )
             found += [
-                _Window(item, (NAMESPACE, *who), "principal")
-                for item in self.tier_limits[ctx.tier_name]
+                _Window(item, (*ns, *who), "principal") for item in self.tier_limits[ctx.tier_name]
             ]
         if ctx.endpoint in self.endpoint_limits:
             found += [
-                _Window(item, (NAMESPACE, "endpoint", ctx.endpoint), "endpoint")
+                _Window(item, (*ns, "endpoint", ctx.endpoint), "endpoint")
                 for item in self.endpoint_limits[ctx.endpoint]
             ]
         return found
 
     async def spend(self, ctx: QueryContext, cost: int) -> None:
-        """Spend ``cost`` rows for the query, or raise RateLimited / ServiceUnavailable."""
+        """Spend ``cost`` rows for the query, or raise RateLimited / ServiceUnavailable.
+
+        Fast path, one storage round trip: hit every window at once. Near a
+        limit (by this worker's last look) the counts are read first, so a
+        request that would not fit is refused without spending anything.
+        """
         if cost <= 0 or not self.enabled:
             return
         windows = self.windows(ctx)
         if not windows:
             return
+        hint_key = windows[0].identifiers
         try:
-            stats = await self._bounded(
-                self.strategy.get_window_stats(w.item, *w.identifiers) for w in windows
+            hint = self._hints.get(hint_key)
+            if hint is None or hint < cost + PRECHECK_MARGIN:
+                stats = await self._bounded(self._stats_calls(windows))
+                short = [i for i, st in enumerate(stats) if st.remaining < cost]
+                if short:
+                    self._refuse(ctx, windows, stats, short, cost)
+            hits = await self._bounded(
+                self.strategy.hit(w.item, *w.identifiers, cost=cost) for w in windows
             )
-            short = [i for i, st in enumerate(stats) if st.remaining < cost]
-            if not short:
-                hits = await self._bounded(
-                    self.strategy.hit(w.item, *w.identifiers, cost=cost) for w in windows
-                )
-                short = [i for i, ok in enumerate(hits) if not ok]
+            if not all(hits):
+                await self._refund(windows, cost)
+                stats = await self._bounded(self._stats_calls(windows))
+                self._refuse(ctx, windows, stats, [i for i, ok in enumerate(hits) if not ok], cost)
+        except RateLimited:
+            raise
         except Exception as exc:  # storage down, slow or refusing: the policy decides
             self._storage_failed(ctx, exc)
             return
-        now = self.clock()
-        remaining = [st.remaining - (0 if short else cost) for st in stats]
-        tightest = min(range(len(windows)), key=lambda i: remaining[i])
-        ctx.rate = LimitStatus(
-            limit=windows[tightest].item.amount,
-            remaining=remaining[tightest],
-            reset_after=_seconds_until(stats[tightest].reset_time, now),
-        )
-        if short:
-            rows = max(ctx.rows, cost)
-            raise ctx.reject(self._refusal(windows, stats, short, cost, rows, now), "rate_limit")
         ctx.spent += cost
         ctx.decide("rate_limit", "spent", str(cost))
+        if self._in_process:
+            ctx.rate = await self._read_status(windows, hint_key)
+        else:
+            self._track_status(ctx, windows, hint_key)
+
+    async def status(self, ctx: QueryContext) -> LimitStatus | None:
+        """The query's RateLimit-* status, read after its last spend (None if unknown)."""
+        pending = ctx.rate
+        if isinstance(pending, asyncio.Future):
+            try:
+                ctx.rate = await asyncio.wait_for(pending, self.timeout)
+            except Exception:
+                ctx.rate = None
+        return ctx.rate if isinstance(ctx.rate, LimitStatus) else None
+
+    def _track_status(
+        self, ctx: QueryContext, windows: list[_Window], hint_key: tuple[str, ...]
+    ) -> None:
+        previous = ctx.rate
+        if isinstance(previous, asyncio.Future):
+            previous.cancel()
+        # Read the counts after the hit, concurrently with the model; the
+        # response waits for them only when its headers are sent.
+        ctx.rate = asyncio.ensure_future(self._read_status(windows, hint_key))
+
+    async def _read_status(self, windows: list[_Window], hint_key: tuple[str, ...]) -> LimitStatus:
+        stats = await self._bounded(self._stats_calls(windows))
+        tightest = min(range(len(windows)), key=lambda i: stats[i].remaining)
+        self._hints[hint_key] = stats[tightest].remaining
+        return LimitStatus(
+            limit=windows[tightest].item.amount,
+            remaining=stats[tightest].remaining,
+            reset_after=_seconds_until(stats[tightest].reset_time, self.clock()),
+        )
+
+    def _stats_calls(self, windows: list[_Window]) -> list[Any]:
+        return [self.strategy.get_window_stats(w.item, *w.identifiers) for w in windows]
+
+    async def _refund(self, windows: list[_Window], cost: int) -> None:
+        # A fixed-window hit counts even when it fails; give those rows back.
+        if isinstance(self.strategy, strategies.FixedWindowRateLimiter):
+            storage: Any = self.strategy.storage
+            await self._bounded(storage.decr(w.item.key_for(*w.identifiers), cost) for w in windows)
+
+    def _refuse(
+        self,
+        ctx: QueryContext,
+        windows: list[_Window],
+        stats: list[Any],
+        short: list[int],
+        cost: int,
+    ) -> None:
+        now = self.clock()
+        self._hints[windows[0].identifiers] = min(st.remaining for st in stats)
+        rows = max(ctx.rows, cost)
+        rejection = self._refusal(windows, stats, short, cost, rows, now)
+        ctx.rate = None
+        raise ctx.reject(rejection, "rate_limit")
 
     async def _bounded(self, calls: Any) -> list[Any]:
+        if self._in_process:
+            # memory:// does no I/O: awaiting in turn avoids a task per call.
+            return [await call for call in calls]
         return list(await asyncio.wait_for(asyncio.gather(*calls), self.timeout))
 
     def _refusal(
@@ -177,6 +250,14 @@ class RateLimiter:
 
     def _storage_failed(self, ctx: QueryContext, exc: BaseException) -> None:
         reason = type(exc).__name__
+        now = time.monotonic()
+        if now - self._last_storage_warning > 10.0:  # at most one log line per 10 s
+            self._last_storage_warning = now
+            logger.warning(
+                "bento_invguard: rate-limit storage failed (%r); on_storage_error=%s",
+                exc,
+                "open" if self.fail_open else "closed",
+            )
         if self.fail_open:
             ctx.decide("rate_limit", "not_applied", f"storage error: {reason}")
             return

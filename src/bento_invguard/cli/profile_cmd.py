@@ -1,0 +1,99 @@
+"""``invguard profile fit DATA -o PROFILE.json``: a reference profile from training data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..validation import Profile
+from .errors import EXIT_OK, CliError
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "profile",
+        help="reference profiles of the training data",
+        description="Reference profiles: per-feature bounds fitted on training data.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fit = actions.add_parser(
+        "fit",
+        help="fit a profile on a .npy or .csv file of training rows",
+        description=(
+            "Fit bento_invguard.Profile on DATA, a .npy array (loaded without pickle) or a "
+            "comma-separated .csv file (an optional header row is skipped), of shape "
+            "(n_samples, *feature_shape), and save it as JSON."
+        ),
+    )
+    fit.add_argument("data", type=Path, help="training rows: .npy or .csv")
+    fit.add_argument("-o", "--output", required=True, type=Path, help="profile JSON to write")
+    fit.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="widen each feature's bounds by this share of its spread (default: 0.05)",
+    )
+    fit.add_argument(
+        "--max-outside",
+        type=int,
+        default=None,
+        help="features a row may have outside the bounds and pass "
+        "(default: learned from a 20%% holdout)",
+    )
+    fit.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.margin >= 0:  # also refuses nan
+        raise CliError("--margin must be a number >= 0")
+    if args.max_outside is not None and args.max_outside < 0:
+        raise CliError("--max-outside must be >= 0")
+    data = load_rows(args.data)
+    try:
+        profile = Profile.fit(data, margin=args.margin, max_outside=args.max_outside)
+    except ValueError as exc:
+        raise CliError(f"{args.data}: {exc}") from None
+    try:
+        profile.save(args.output)
+    except OSError as exc:
+        raise CliError(f"{args.output}: cannot write: {exc.strerror}") from None
+    print(
+        f"fitted on {profile.n_samples} rows of shape {tuple(profile.feature_shape)}, "
+        f"max_outside {profile.max_outside}; saved to {args.output}"
+    )
+    return EXIT_OK
+
+
+def load_rows(path: Path) -> np.ndarray:
+    """Training rows from a .npy (never unpickled) or a .csv file."""
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise CliError(f"{path}: expected a .npy or .csv file")
+    try:
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        else:
+            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_header_rows(path))
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc}") from None
+    except ValueError as exc:
+        raise CliError(f"{path}: cannot load: {exc}") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "fiu":
+        raise CliError(f"{path}: expected a numeric array, got {getattr(data, 'dtype', data)}")
+    return data
+
+
+def _header_rows(path: Path) -> int:
+    """1 if the first line of a CSV holds a name rather than a number."""
+    with path.open(encoding="utf-8") as stream:
+        first = stream.readline()
+    for field in first.split(","):
+        try:
+            float(field)
+        except ValueError:
+            return 1
+    return 0
