@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from .errors import GuardConfigError
 from .policy import Policy
 
 STORAGE_ENV = "INVGUARD_STORAGE"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 logger = logging.getLogger("bento_invguard")
 
 #: Bounded timeouts so that a slow or dead Redis never hangs a request.
@@ -24,10 +26,16 @@ def storage_uri(policy: Policy, environ: Any = None) -> str:
     """The policy's storage URI, overridden by INVGUARD_STORAGE, with ${VAR} expanded."""
     environ = os.environ if environ is None else environ
     uri = environ.get(STORAGE_ENV) or policy.storage
-    expanded = os.path.expandvars(uri)
-    if "${" in expanded:
-        raise GuardConfigError(f"storage: an environment variable in {uri!r} is not set")
-    return expanded
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise GuardConfigError(
+                f"storage: environment variable {name} used in {redacted(uri)!r} is not set"
+            )
+        return str(environ[name])
+
+    return _VAR.sub(expand, uri)
 
 
 def is_memory(uri: str) -> bool:

@@ -78,9 +78,11 @@ def test_every_guarded_response_carries_ratelimit_headers(tier_keys: dict[str, s
         assert ["4", "3", "2"] == remaining
 
 
-def test_rows_spend_the_budget(tier_keys: dict[str, str]) -> None:
+@pytest.mark.parametrize("strategy", ["moving-window", "fixed-window", "sliding-window-counter"])
+def test_rows_spend_the_budget(tier_keys: dict[str, str], strategy: str) -> None:
     """A batch of n rows spends n; a batch that would overrun is refused whole."""
-    with serve(tier_keys, public_limit="10/minute") as client:
+    limits = {"strategy": strategy}
+    with serve(tier_keys, public_limit="10/minute", rate_limiting=limits) as client:
         first = call(client, tier_keys["public"], rows=4)
         assert 200 == first.status_code
         assert "6" == first.headers["ratelimit-remaining"]
