@@ -8,7 +8,7 @@ import contextvars
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import GuardRejection
@@ -43,9 +43,30 @@ class QueryContext:
     decisions: list[Decision] = field(default_factory=list)
     rejection: GuardRejection | None = None
     started: float = field(default_factory=time.perf_counter)
+    #: The validated model input (a reference, never logged unless the policy opts in).
+    input: Any = None
+    #: The model's own scores (n, classes) and predicted class per row.
+    scores: Any = None
+    predicted: list[int] | None = None
+    #: Monitor verdict for the principal after this query.
+    risk: float = 0.0
+    risk_reasons: list[str] = field(default_factory=list)
+    flagged: bool = False
+    degraded: bool = False
+    #: The span of this query while it is recorded; HTTP status once answered.
+    span: Any = None
+    status: int | None = None
+    #: True when the guard wrapper (not the middleware) opened this query.
+    opened_by_guard: bool = False
 
     def decide(self, control: str, outcome: str, detail: str = "") -> None:
         self.decisions.append(Decision(control, outcome, detail))
+        span = self.span
+        if span is not None and span.is_recording():
+            span.add_event(
+                f"invguard.{control}",
+                {"invguard.outcome": outcome, "invguard.detail": detail},
+            )
 
     def reject(self, rejection: GuardRejection, control: str) -> GuardRejection:
         """Record ``rejection`` as the query's outcome and hand it back for raising."""

@@ -11,8 +11,13 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
-class GuardConfigError(ValueError):
-    """The policy or the way the guard is applied is wrong; raised at startup."""
+class GuardConfigError(Exception):
+    """The policy or the way the guard is applied is wrong; raised at startup.
+
+    Not a ValueError on purpose: BentoML's service loader turns a ValueError
+    raised while importing a bento's service into "No module named ...",
+    which would hide the message that names the problem.
+    """
 
 
 class PolicyError(GuardConfigError):

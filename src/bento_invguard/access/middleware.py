@@ -8,8 +8,10 @@ from typing import Any
 
 from ..context import QueryContext, active_query
 from ..errors import GuardRejection, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..monitor import Monitor
 from ..policy import DEFAULT_OPEN_PATHS, Policy
 from ..ratelimit import RateLimiter
+from ..telemetry import Recorder
 from .authenticate import AccessControl, key_headers
 from .responses import schema_error_detail, send_rejection
 
@@ -40,12 +42,16 @@ class GuardMiddleware:
         open_paths: Iterable[str] = (),
         access: AccessControl | None = None,
         limiter: RateLimiter | None = None,
+        recorder: Recorder | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.routes = dict(routes)
         self.access = access or AccessControl(policy)
         self.limiter = limiter or RateLimiter(policy)
+        self.recorder = recorder or Recorder(policy)
+        self.monitor = monitor or Monitor(policy)
         patterns = (*DEFAULT_OPEN_PATHS, *policy.open_paths, *open_paths)
         self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
         self._open_globs = tuple(p for p in patterns if _is_glob(p))
@@ -68,10 +74,18 @@ class GuardMiddleware:
         path = scope["path"]
         client = scope.get("client")
         ctx = QueryContext(endpoint=self.routes.get(path), path=path, client=client and client[0])
+        self.recorder.start(ctx)
+        try:
+            await self._guarded(ctx, scope, receive, send)
+        finally:
+            self.recorder.finish(ctx)
+
+    async def _guarded(self, ctx: QueryContext, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             self.access.admit(ctx, key_headers(scope["headers"]))
             if ctx.endpoint is not None:
                 self.access.gate(ctx)
+                await self.monitor.check_block(ctx)
                 # The request's first row, counted before the body is read.
                 await self.limiter.spend(ctx, 1)
                 _refuse_media_type(ctx, scope)
@@ -80,6 +94,7 @@ class GuardMiddleware:
                     return
                 receive = _replay(body, receive)
         except GuardRejection as rejection:
+            ctx.status = rejection.status
             await send_rejection(send, rejection)
             return
         scope.setdefault("state", {})["invguard"] = ctx
@@ -89,7 +104,9 @@ class GuardMiddleware:
                 await self.app(scope, receive, responder)
             except Exception:
                 if ctx.rejection is None or responder.started:
+                    ctx.status = ctx.status or 500
                     raise
+                ctx.status = ctx.rejection.status
                 await send_rejection(send, ctx.rejection)
                 return
         await responder.flush()
@@ -98,6 +115,7 @@ class GuardMiddleware:
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
                 await self.limiter.aclose()
+                await self.monitor.aclose()
             await send(message)
 
         return lifespan_send
@@ -214,6 +232,7 @@ class _Responder:
     async def _start(self) -> None:
         self.started = True
         if self._held is not None:
+            self.ctx.status = self._held["status"]
             extra = await self._rate_headers()
             if extra:
                 self._held["headers"] = [*self._held.get("headers", []), *extra]
@@ -221,6 +240,7 @@ class _Responder:
 
     async def _replace(self, rejection: GuardRejection) -> None:
         self.started = self._replaced = True
+        self.ctx.status = rejection.status
         await send_rejection(self.send, rejection)
 
     async def flush(self) -> None:

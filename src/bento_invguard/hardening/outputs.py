@@ -26,35 +26,40 @@ class OutputHardener:
 
     def __call__(self, ctx: QueryContext, output: Any, tier: Tier) -> Any:
         ctx.output_mode = tier.output
-        if tier.output == "full":
-            return output
         if self.scores_field is None:
-            return _harden_scores(output, tier)
+            return _harden_scores(ctx, output, tier)
         field = self.scores_field
         if isinstance(output, BaseModel):
             scores = getattr(output, field, None)
             if scores is None:
                 raise _missing_field(output, field)
-            return output.model_copy(update={field: _harden_scores(scores, tier)})
+            return output.model_copy(update={field: _harden_scores(ctx, scores, tier)})
         if isinstance(output, Mapping):
             if field not in output:
                 raise _missing_field(output, field)
-            return {**output, field: _harden_scores(output[field], tier)}
+            return {**output, field: _harden_scores(ctx, output[field], tier)}
         raise GuardConfigError(
             f"scores_field={field!r} is set but the API returned {type(output).__name__}, "
             "not a dict or pydantic model"
         )
 
 
-def _harden_scores(scores: Any, tier: Tier) -> Any:
+def _harden_scores(ctx: QueryContext, scores: Any, tier: Tier) -> Any:
     if isinstance(scores, np.ndarray):
-        return truncate_for_tier(_numeric(scores), tier)
+        return _truncate(ctx, _numeric(scores), tier)
     if isinstance(scores, (list, tuple)):
-        return truncate_for_tier(_numeric(np.asarray(scores)), tier).tolist()
+        return _truncate(ctx, _numeric(np.asarray(scores)), tier).tolist()
     raise GuardConfigError(
         f"cannot truncate an output of type {type(scores).__name__}: return an ndarray "
         "of scores (n, classes), or set scores_field to the field that holds them"
     )
+
+
+def _truncate(ctx: QueryContext, scores: np.ndarray, tier: Tier) -> np.ndarray:
+    rows = scores[np.newaxis, :] if scores.ndim == 1 else scores
+    ctx.scores = rows
+    ctx.predicted = [int(i) for i in np.argmax(rows, axis=1)]
+    return truncate_for_tier(scores, tier)
 
 
 def _numeric(scores: np.ndarray) -> np.ndarray:

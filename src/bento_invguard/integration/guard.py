@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
+from ..context import QueryContext
 from ..errors import GuardConfigError, GuardRejection
 from ..policy import Policy
 from .arguments import InputLocator
@@ -64,28 +65,25 @@ def _guard_with(pipeline: GuardPipeline, input_arg: str | None) -> Callable[[F],
 def _wrap(
     func: Callable[..., Any], pipeline: GuardPipeline, locate: InputLocator, endpoint: str
 ) -> Callable[..., Any]:
-    def admit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ctx = pipeline.enter(endpoint)
-        pipeline.check_input(ctx, locate(args, kwargs))
-        return ctx
-
-    async def admit_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ctx = admit(args, kwargs)
-        await pipeline.spend_rows(ctx)
-        return ctx
-
-    def admit_sync(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        ctx = admit(args, kwargs)
+    def admit_sync(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        pipeline.admit(ctx, locate(args, kwargs))
         pipeline.spend_rows_from_thread(ctx)
-        return ctx
+
+    async def admit_async(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        pipeline.admit(ctx, locate(args, kwargs))
+        await pipeline.spend_rows(ctx)
 
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            ctx = await admit_async(args, kwargs)  # a rejection raises; the middleware answers
-            async for item in func(*args, **kwargs):
-                yield pipeline.harden_item(ctx, item)
+            ctx = pipeline.open(endpoint)
+            try:
+                await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
+                async for item in func(*args, **kwargs):
+                    yield pipeline.harden_item(ctx, item)
+            finally:
+                pipeline.close(ctx)
 
         return agen_wrapper
 
@@ -93,9 +91,13 @@ def _wrap(
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            ctx = admit_sync(args, kwargs)
-            for item in func(*args, **kwargs):
-                yield pipeline.harden_item(ctx, item)
+            ctx = pipeline.open(endpoint)
+            try:
+                admit_sync(ctx, args, kwargs)
+                for item in func(*args, **kwargs):
+                    yield pipeline.harden_item(ctx, item)
+            finally:
+                pipeline.close(ctx)
 
         return gen_wrapper
 
@@ -104,19 +106,34 @@ def _wrap(
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                ctx = await admit_async(args, kwargs)
+                ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
-                return pipeline.refuse(rejection)
-            return pipeline.harden(ctx, await func(*args, **kwargs))
+                return pipeline.refuse(None, rejection)
+            try:
+                try:
+                    await admit_async(ctx, args, kwargs)
+                    output = await func(*args, **kwargs)
+                    return await pipeline.harden_async(ctx, output)
+                except GuardRejection as rejection:
+                    return pipeline.refuse(ctx, rejection)
+            finally:
+                pipeline.close(ctx)
 
         return async_wrapper
 
     @functools.wraps(func)
     def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            ctx = admit_sync(args, kwargs)
+            ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
-            return pipeline.refuse(rejection)
-        return pipeline.harden(ctx, func(*args, **kwargs))
+            return pipeline.refuse(None, rejection)
+        try:
+            try:
+                admit_sync(ctx, args, kwargs)
+                return pipeline.harden(ctx, func(*args, **kwargs))
+            except GuardRejection as rejection:
+                return pipeline.refuse(ctx, rejection)
+        finally:
+            pipeline.close(ctx)
 
     return sync_wrapper

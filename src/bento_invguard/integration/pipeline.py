@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..access import AccessControl
@@ -11,10 +11,14 @@ from ..access.responses import rejection_response
 from ..context import QueryContext, active_query, current_query
 from ..errors import GuardConfigError, GuardRejection, PayloadTooLarge, Unauthenticated
 from ..hardening import OutputHardener
-from ..policy import Policy
+from ..monitor import Monitor, run_without_io
+from ..policy import Policy, Tier
 from ..ratelimit import RateLimiter
+from ..telemetry import Recorder
 from ..validation import InputValidator, Profile
 from .bentoml_request import current_bentoml_request
+
+LABEL_ONLY = Tier(output="label")
 
 
 class GuardPipeline:
@@ -24,18 +28,26 @@ class GuardPipeline:
     with :func:`guard` alone the pipeline authenticates from BentoML's request.
     """
 
-    def __init__(self, policy: Policy, *, scores_field: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        scores_field: str | None = None,
+        model_version: Callable[[], str] | None = None,
+    ) -> None:
         self.policy = policy
         self.access = AccessControl(policy)
         self.limiter = RateLimiter(policy)
+        self.recorder = Recorder(policy)
         profile = None
         if policy.input.profile is not None:
             profile = Profile.load(policy.resolve(policy.input.profile))
         self.validator = InputValidator(policy.input, profile)
         self.hardener = OutputHardener(scores_field or policy.scores_field)
+        self.monitor = Monitor(policy, profile, model_version or (lambda: "default"))
 
-    def enter(self, endpoint: str) -> QueryContext:
-        """The query this call belongs to; authenticates when no middleware did."""
+    def open(self, endpoint: str) -> QueryContext:
+        """The query this call belongs to: the middleware's, a local_caller's, or a new one."""
         ctx = current_query()
         if ctx is not None:
             if ctx.tier is None and ctx.tier_name is not None:  # a local_caller
@@ -49,7 +61,23 @@ class GuardPipeline:
                 f"guarded API {endpoint!r} was called outside a request; wrap trusted "
                 "in-process calls in bento_invguard.local_caller(tier=...)"
             )
-        ctx = QueryContext(endpoint=endpoint, path=request.url.path)
+        client = request.client.host if request.client else None
+        ctx = QueryContext(
+            endpoint=endpoint, path=request.url.path, client=client, opened_by_guard=True
+        )
+        self.recorder.start(ctx)
+        return ctx
+
+    def admit(self, ctx: QueryContext, value: Any) -> None:
+        """Authenticate a query no middleware saw, then validate its input."""
+        if ctx.opened_by_guard:
+            self._admit_request(ctx)
+        self.check_input(ctx, value)
+
+    def _admit_request(self, ctx: QueryContext) -> None:
+        request = current_bentoml_request()
+        if request is None:  # opened_by_guard implies a request; fail closed all the same
+            raise ctx.reject(Unauthenticated("no request to authenticate"), "access")
         headers = {
             name: value.encode("latin-1")
             for name in ("authorization", "x-api-key")
@@ -66,13 +94,19 @@ class GuardPipeline:
                 ),
                 "body",
             )
-        return ctx
 
     def check_input(self, ctx: QueryContext, value: Any) -> None:
         try:
-            self.validator(ctx, value)
+            ctx.input = self.validator(ctx, value)
         except GuardRejection as rejection:
             raise ctx.reject(rejection, "validate") from None
+
+    def close(self, ctx: QueryContext) -> None:
+        """End a query the guard wrapper opened (the middleware ends its own)."""
+        if ctx.opened_by_guard:
+            if ctx.status is None:
+                ctx.status = ctx.rejection.status if ctx.rejection else 200
+            self.recorder.finish(ctx)
 
     async def spend_rows(self, ctx: QueryContext) -> None:
         """Spend the rows of the request not yet spent; refuse it whole if they don't fit."""
@@ -87,23 +121,50 @@ class GuardPipeline:
             anyio.from_thread.run(self.spend_rows, ctx)
 
     def harden(self, ctx: QueryContext, output: Any) -> Any:
-        if ctx.tier is None:  # cannot happen after enter(); fail closed all the same
+        """Truncate for the tier, after the monitor has seen the scores (sync APIs)."""
+        hardened = self._truncate(ctx, output)
+        if self.monitor.enabled and ctx.via_http:
+            if self.monitor.in_process:
+                run_without_io(self.monitor.assess(ctx))
+            else:
+                import anyio.from_thread
+
+                anyio.from_thread.run(self.monitor.assess, ctx)
+        return self._degraded(ctx, output, hardened)
+
+    async def harden_async(self, ctx: QueryContext, output: Any) -> Any:
+        """Truncate for the tier, after the monitor has seen the scores (async APIs)."""
+        hardened = self._truncate(ctx, output)
+        if self.monitor.enabled and ctx.via_http:
+            await self.monitor.assess(ctx)
+        return self._degraded(ctx, output, hardened)
+
+    def _truncate(self, ctx: QueryContext, output: Any) -> Any:
+        if ctx.tier is None:  # cannot happen after open(); fail closed all the same
             raise Unauthenticated("no tier for this query")
         return self.hardener(ctx, output, ctx.tier)
+
+    def _degraded(self, ctx: QueryContext, output: Any, hardened: Any) -> Any:
+        if ctx.degraded and ctx.tier is not None and ctx.tier.output != "label":
+            return self.hardener(ctx, output, LABEL_ONLY)
+        return hardened
 
     def harden_item(self, ctx: QueryContext, item: Any) -> Any:
         """Harden one streamed item if it holds scores; pass other items (text) through."""
         if isinstance(item, (str, bytes)):
             return item
-        return self.harden(ctx, item)
+        return self._degraded(ctx, item, self._truncate(ctx, item))
 
     @staticmethod
-    def refuse(rejection: GuardRejection) -> Any:
+    def refuse(ctx: QueryContext | None, rejection: GuardRejection) -> Any:
         """The rejection as an HTTP response inside a request, raised outside one.
 
         Returning a response (BentoML sends a returned Response as is) rather
         than raising keeps a client's mistake out of the server's error log.
         """
+        if ctx is not None:
+            ctx.rejection = rejection
+            ctx.status = rejection.status
         if current_bentoml_request() is not None:
             return rejection_response(rejection)
         raise rejection

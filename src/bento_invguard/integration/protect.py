@@ -51,8 +51,10 @@ def protect(
 
     def decorate(service: S) -> S:
         _require_service(service)
-        pipeline = GuardPipeline(resolved, scores_field=scores_field)
         svc: Any = service
+        pipeline = GuardPipeline(
+            resolved, scores_field=scores_field, model_version=model_version_of(svc)
+        )
         for name, method in svc.apis.items():
             _refuse_unsupported(name, method)
             if getattr(method.func, GUARD_ATTR, None) is None:
@@ -64,6 +66,8 @@ def protect(
             open_paths=(*extra_open, *_service_open_paths(svc)),
             access=pipeline.access,
             limiter=pipeline.limiter,
+            recorder=pipeline.recorder,
+            monitor=pipeline.monitor,
         )
         _warn_per_worker_state(svc, resolved)
         return service
@@ -84,6 +88,30 @@ def _warn_per_worker_state(service: Any, policy: Policy) -> None:
             workers,
             workers,
         )
+
+
+def model_version_of(service: Any) -> Callable[[], str]:
+    """The tag of the service's first BentoML model, resolved on first use.
+
+    Monitor state is kept per model version, so a retrained model starts a
+    fresh baseline. Resolution waits for the first query: the model store may
+    not be readable when the service module is imported.
+    """
+    resolved: list[str] = []
+
+    def version() -> str:
+        if not resolved:
+            tag = "default"
+            try:
+                models = list(getattr(service, "models", []) or [])
+                if models:
+                    tag = str(models[0].resolve().tag)
+            except Exception as exc:  # no model store here: one shared baseline
+                logger.debug("bento_invguard: cannot resolve the model tag: %r", exc)
+            resolved.append(tag)
+        return resolved[0]
+
+    return version
 
 
 def api_routes(service: Any) -> dict[str, str]:

@@ -8,6 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from .monitor import MonitorPolicy
+from .observability import AuditPolicy
+
 OutputMode = Literal["label", "top_k", "rounded", "full"]
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
@@ -208,6 +211,8 @@ class Policy(_Strict):
         "that the limit was not applied.",
     )
     rate_limiting: RateLimiting = RateLimiting()
+    audit: AuditPolicy = AuditPolicy()
+    monitor: MonitorPolicy = MonitorPolicy()
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

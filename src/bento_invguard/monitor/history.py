@@ -1,0 +1,113 @@
+"""A principal's recent queries and the risk they add up to: pure state, no I/O."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..policy.monitor import MonitorPolicy
+from .fingerprint import hamming
+
+_HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
+BURST_HALF_LIFE = 10.0  # seconds: the "short" in short-term rate
+
+
+@dataclass
+class History:
+    """Ring buffers of one principal's last ``window`` distinct queries."""
+
+    window: int
+    filled: int = 0
+    count: int = 0  # distinct queries ever seen (exact repeats excluded)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    short_rate: float = 0.0  # exponentially decayed queries per second
+    sigs: np.ndarray = field(init=False)
+    digests: np.ndarray = field(init=False)
+    near: np.ndarray = field(init=False)
+    boundary: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sigs = np.zeros(self.window, dtype=np.uint64)
+        self.digests = np.zeros(self.window, dtype=np.uint64)
+        self.near = np.zeros(self.window, dtype=bool)
+        self.boundary = np.zeros(self.window, dtype=bool)
+
+    def seen(self, digest: np.uint64) -> bool:
+        return bool((self.digests[: self.filled] == digest).any())
+
+    def nearest(self, sig: np.uint64) -> int:
+        """Smallest Hamming distance to a recent fingerprint (64 when there is none)."""
+        if self.filled == 0:
+            return 64
+        return int(hamming(self.sigs[: self.filled], sig).min())
+
+    def push(
+        self, sig: np.uint64, digest: np.uint64, near: bool, boundary: bool, now: float
+    ) -> None:
+        slot = self.count % self.window
+        self.sigs[slot] = sig
+        self.digests[slot] = digest
+        self.near[slot] = near
+        self.boundary[slot] = boundary
+        self.filled = min(self.filled + 1, self.window)
+        if self.count == 0:
+            self.first_seen = now
+        decay = math.exp(-max(0.0, now - self.last_seen) / BURST_HALF_LIFE) if self.count else 0.0
+        self.short_rate = self.short_rate * decay + 1.0 / BURST_HALF_LIFE
+        self.last_seen = now
+        self.count += 1
+
+    def scores(self, policy: MonitorPolicy) -> dict[str, float]:
+        """Each signal in 0..1: near-duplicates, boundary hugging, burst."""
+        n = self.filled
+        if n == 0:
+            return {"near_duplicate": 0.0, "boundary": 0.0, "burst": 0.0}
+        dup = float(self.near[:n].mean())
+        rate = float(self.boundary[:n].mean())
+        benign = policy.benign_boundary_rate
+        boundary = max(0.0, rate - benign) / (1.0 - benign)
+        burst = 0.0
+        lifetime = self.last_seen - self.first_seen
+        if self.count >= 2 * policy.min_queries and lifetime > BURST_HALF_LIFE:
+            long_rate = self.count / lifetime
+            ratio = self.short_rate / max(long_rate, 1e-9)
+            burst = min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
+        return {"near_duplicate": dup, "boundary": boundary, "burst": burst}
+
+    def risk(self, policy: MonitorPolicy) -> tuple[float, list[str]]:
+        if self.count < policy.min_queries:
+            return 0.0, []
+        signals = self.scores(policy)
+        weights = {"near_duplicate": 1.0, "boundary": 1.0, "burst": 0.5}
+        keep = 1.0
+        for name, value in signals.items():
+            keep *= 1.0 - weights[name] * value
+        reasons = [f"{name}={value:.2f}" for name, value in signals.items() if value >= 0.2]
+        return 1.0 - keep, reasons
+
+    # --- a compact, pickle-free encoding for shared storage (Redis) ---------------
+
+    def to_bytes(self) -> bytes:
+        head = _HEADER.pack(
+            self.window, self.filled, self.count, self.first_seen, self.last_seen, self.short_rate
+        )
+        flags = np.packbits(np.stack([self.near, self.boundary]), axis=1).tobytes()
+        return head + self.sigs.tobytes() + self.digests.tobytes() + flags
+
+    @classmethod
+    def from_bytes(cls, data: bytes, window: int) -> History:
+        w, filled, count, first, last, rate = _HEADER.unpack_from(data)
+        if w != window:  # the policy's window changed: start afresh
+            return cls(window)
+        h = cls(window, filled, count, first, last, rate)
+        off = _HEADER.size
+        h.sigs = np.frombuffer(data, np.uint64, window, off).copy()
+        h.digests = np.frombuffer(data, np.uint64, window, off + 8 * window).copy()
+        flags = np.frombuffer(data, np.uint8, offset=off + 16 * window).reshape(2, -1)
+        bits = np.unpackbits(flags, axis=1)[:, :window].astype(bool)
+        h.near, h.boundary = bits[0].copy(), bits[1].copy()
+        return h

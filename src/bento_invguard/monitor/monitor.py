@@ -1,0 +1,240 @@
+"""Monitor: scores every row a principal sends and escalates flag -> degrade -> block."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..context import QueryContext
+from ..errors import Blocked, ServiceUnavailable
+from ..policy import Policy
+from ..validation import Profile
+from .fingerprint import Fingerprinter, hamming, row_digests, top_margin
+from .history import History
+from .store import MonitorStore, open_monitor_store
+
+T = TypeVar("T")
+logger = logging.getLogger("bento_invguard")
+
+
+class Monitor:
+    """Per-principal, per-model-version detection of inversion and extraction probing.
+
+    Signals, each over the principal's last ``window`` distinct queries (exact
+    retries are one query): the share of queries that nearly repeat an
+    earlier one (SimHash within ``max_distance`` bits), the share hugging the
+    decision boundary beyond what benign traffic shows, and bursts against the
+    principal's own rate. A near-duplicate cluster queried by several
+    principals raises a global signal too.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        profile: Profile | None = None,
+        model_version: Callable[[], str] = lambda: "default",
+        store: MonitorStore | None = None,
+    ) -> None:
+        self.policy = policy
+        self.settings = policy.monitor
+        self.enabled = self.settings.enabled
+        self.profile = profile
+        self.model_version = model_version
+        self._store = store
+        self._fingerprinter: Fingerprinter | None = None
+        self.in_process = store is None and _memory(policy)
+        self.fail_open = policy.on_storage_error == "open"
+        self.timeout = policy.rate_limiting.timeout
+
+    @property
+    def store(self) -> MonitorStore:
+        if self._store is None:  # opened on first use, on the serving event loop
+            self._store = open_monitor_store(self.policy)
+        return self._store
+
+    def key(self, ctx: QueryContext) -> str:
+        who = ctx.principal if ctx.principal else f"anonymous@{ctx.client or '-'}"
+        return f"{self.model_version()}:{who}"
+
+    # ------------------------------------------------------------------ blocks
+
+    async def check_block(self, ctx: QueryContext) -> None:
+        """403 blocked while the principal is cooling down."""
+        if not self.enabled:
+            return
+        try:
+            block = await self._bounded(self.store.blocked(self.key(ctx)))
+        except Exception as exc:
+            self._storage_failed(ctx, exc)
+            return
+        if block is not None:
+            retry = max(1, math.ceil(block["until"] - time.time()))
+            ctx.risk = 1.0
+            raise ctx.reject(
+                Blocked(
+                    f"this key is blocked for {retry} s after probing was detected "
+                    f"({block['reason']})",
+                    headers={"Retry-After": str(retry)},
+                ),
+                "monitor",
+            )
+
+    # ------------------------------------------------------------------ assess
+
+    async def assess(self, ctx: QueryContext) -> None:
+        """Observe every row of the query with the model's scores; escalate on risk."""
+        if not self.enabled or ctx.input is None or ctx.scores is None or not ctx.via_http:
+            return
+        rows = np.asarray(ctx.input)
+        rows = rows.reshape(rows.shape[0], -1)
+        scores = np.asarray(ctx.scores, dtype=np.float64)
+        key = self.key(ctx)
+        try:
+            history = await self._bounded(self.store.load(key))
+            history = history or History(self.settings.window)
+            sigs = self.fingerprinter(rows)(rows)
+            digests = row_digests(rows)
+            margins = top_margin(scores)
+            fresh = self._observe(history, sigs, digests, margins)
+            distributed = await self._distributed(key, sigs[fresh], digests[fresh])
+            await self._bounded(self.store.save(key, history))
+        except Exception as exc:
+            self._storage_failed(ctx, exc)
+            return
+        risk, reasons = history.risk(self.settings)
+        if distributed:
+            risk = max(risk, self.settings.thresholds.flag)
+            reasons.append(f"distributed={distributed}")
+        ctx.risk, ctx.risk_reasons = risk, reasons
+        await self._escalate(ctx, key, risk, reasons)
+
+    def fingerprinter(self, rows: np.ndarray) -> Fingerprinter:
+        if self._fingerprinter is None or self._fingerprinter._weights.shape[0] != rows.shape[1]:
+            self._fingerprinter = _fingerprinter_for(self.policy, self.profile, rows.shape[1])
+        return self._fingerprinter
+
+    def _observe(
+        self, history: History, sigs: np.ndarray, digests: np.ndarray, margins: np.ndarray
+    ) -> np.ndarray:
+        now = time.time()
+        fresh = np.zeros(len(sigs), dtype=bool)
+        limit = self.settings.max_distance
+        for i, (sig, digest, margin) in enumerate(zip(sigs, digests, margins, strict=True)):
+            if history.seen(digest):
+                continue  # an exact retry is one query, not probing
+            near = history.nearest(sig) <= limit
+            history.push(sig, digest, near, bool(margin < self.settings.boundary_margin), now)
+            fresh[i] = True
+        return fresh
+
+    async def _distributed(self, key: str, sigs: np.ndarray, digests: np.ndarray) -> int:
+        """How many other principals sent near (not exact) duplicates of these rows."""
+        if len(sigs) == 0:
+            return 0
+        who = _principal_hash(key)
+        g_sigs, g_digests, g_who = await self._bounded(self.store.global_recent())
+        others: set[int] = set()
+        if len(g_sigs):
+            for sig, digest in zip(sigs, digests, strict=True):
+                match = (hamming(g_sigs, sig) <= self.settings.max_distance) & (g_digests != digest)
+                others.update(int(w) for w in np.unique(g_who[match & (g_who != who)]))
+        await self._bounded(self.store.global_push(sigs, digests, who))
+        return len(others) + 1 if len(others) + 1 >= self.settings.distributed_min_principals else 0
+
+    async def _escalate(self, ctx: QueryContext, key: str, risk: float, reasons: list[str]) -> None:
+        t, actions = self.settings.thresholds, self.settings.actions
+        why = ", ".join(reasons) or "risk"
+        if actions.block and risk >= t.block:
+            seconds = self.settings.block_seconds
+            try:
+                await self._bounded(self.store.block(key, seconds, why))
+            except Exception as exc:
+                self._storage_failed(ctx, exc)
+            raise ctx.reject(
+                Blocked(
+                    f"probing detected (risk {risk:.2f}: {why}); this key is blocked for {seconds} s",
+                    headers={"Retry-After": str(seconds)},
+                ),
+                "monitor",
+            )
+        if actions.degrade and risk >= t.degrade:
+            ctx.degraded = True
+            ctx.decide("monitor", "degrade", f"risk {risk:.2f}: {why}")
+        if actions.flag and risk >= t.flag:
+            ctx.flagged = True
+            ctx.decide("monitor", "flag", f"risk {risk:.2f}: {why}")
+
+    # ------------------------------------------------------------------ admin
+
+    async def blocks(self) -> list[dict[str, Any]]:
+        return [dict(b) for b in await self.store.blocks()]
+
+    async def unblock(self, principal_key: str) -> bool:
+        return await self.store.unblock(principal_key)
+
+    async def aclose(self) -> None:
+        if self._store is not None:
+            await self._store.aclose()
+            self._store = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
+        if self.in_process:
+            return await call
+        return await asyncio.wait_for(call, self.timeout)
+
+    def _storage_failed(self, ctx: QueryContext, exc: BaseException) -> None:
+        logger.warning("bento_invguard: monitor storage failed: %r", exc)
+        if self.fail_open:
+            ctx.decide("monitor", "not_applied", f"storage error: {type(exc).__name__}")
+            return
+        raise ctx.reject(
+            ServiceUnavailable(
+                "the monitor storage is unavailable, so the request was refused "
+                "(on_storage_error: closed); try again shortly",
+                headers={"Retry-After": "1"},
+            ),
+            "monitor",
+        )
+
+
+def run_without_io(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (in-process state) without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("the coroutine suspended: it needs an event loop")
+
+
+def _memory(policy: Policy) -> bool:
+    from ..storage import is_memory, storage_uri
+
+    return is_memory(storage_uri(policy))
+
+
+def _principal_hash(key: str) -> np.uint64:
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    value: np.uint64 = np.uint64(int.from_bytes(digest, "little"))
+    return value
+
+
+def _fingerprinter_for(policy: Policy, profile: Profile | None, n_features: int) -> Fingerprinter:
+    if profile is not None and len(profile.mean) == n_features:
+        center = np.asarray(profile.mean)
+        scale = np.maximum(np.asarray(profile.std), 1e-3 * (np.max(profile.std) or 1.0))
+    elif policy.input.min is not None and policy.input.max is not None:
+        center = np.full(n_features, (policy.input.min + policy.input.max) / 2)
+        scale = np.full(n_features, (policy.input.max - policy.input.min) / 2 or 1.0)
+    else:
+        center, scale = np.zeros(n_features), np.ones(n_features)
+    return Fingerprinter(n_features, center, scale)
