@@ -5,8 +5,10 @@ The session fixture :func:`digits_server`:
 1. copies ``examples/digits`` to a temp dir (the committed profile is never
    rewritten in place, and a local ``keys.yaml`` / ``.demo-keys`` is left out);
 2. trains the model there into a temp ``BENTOML_HOME`` (``python train.py``);
-3. makes one fresh key per tier and hands their digests to the server in
-   ``INVGUARD_KEYS``;
+3. makes fresh keys per tier and hands their digests to the server in
+   ``INVGUARD_KEYS``: a pool per tier that requests take in turn, so that the
+   example's per-principal rate limits never refuse a functional test, and
+   one "burst" key per tier for the tests that hit a limit on purpose;
 4. starts ``bentoml serve service:DigitsClassifier`` on a free loopback port,
    output captured to ``serve.log``, and waits for ``GET /readyz == 200``;
 5. stops the whole process tree at the end of the session.
@@ -14,7 +16,9 @@ The session fixture :func:`digits_server`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -33,6 +37,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import yaml
 
 from bento_invguard import generate_key, hash_key
 
@@ -44,6 +49,10 @@ READY_TIMEOUT_S = 60.0
 TRAIN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_CHARS = 6000
+#: Keys per tier that requests use in turn. The example limits each principal
+#: (e.g. public: 20 rows a second); the whole session sends under ~100
+#: requests per tier, so each pooled key carries only a few of them.
+KEYS_PER_TIER = 48
 
 
 @dataclass
@@ -51,17 +60,30 @@ class DigitsServer:
     """A running guarded digits service and what the tests need to talk to it."""
 
     base_url: str
-    keys: dict[str, str]
+    pools: dict[str, list[str]] = field(repr=False)
+    burst_keys: dict[str, str] = field(repr=False)
     model: Any  # the example's SoftmaxModel, loaded from the trained weights
     x_test: np.ndarray
     y_test: np.ndarray
     app_dir: Path
     log_path: Path
     client: httpx.Client = field(repr=False)
+    _turns: dict[str, Iterator[str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._turns = {tier: itertools.cycle(keys) for tier, keys in self.pools.items()}
+
+    def key(self, tier: str) -> str:
+        """The next key of the tier's pool (a different principal than the last call's)."""
+        return next(self._turns[tier])
 
     def auth(self, tier: str) -> dict[str, str]:
-        """``Authorization: Bearer`` header for a tier's key."""
-        return {"Authorization": f"Bearer {self.keys[tier]}"}
+        """``Authorization: Bearer`` header with the tier's next pooled key."""
+        return {"Authorization": f"Bearer {self.key(tier)}"}
+
+    def policy(self) -> dict[str, Any]:
+        """The policy the server runs (the example's invguard.yaml, as copied)."""
+        return dict(yaml.safe_load((self.app_dir / "invguard.yaml").read_text()))
 
     def post(
         self,
@@ -127,6 +149,7 @@ def bentoml_command() -> list[str]:
 
 
 def server_env(bentoml_home: Path, keys: dict[str, str]) -> dict[str, str]:
+    """The server's environment; ``keys`` maps a principal id ``it-<tier>-<n>`` to its raw key."""
     env = dict(os.environ)
     env.pop("INVGUARD_POLICY", None)
     env.update(
@@ -135,9 +158,10 @@ def server_env(bentoml_home: Path, keys: dict[str, str]) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         INVGUARD_KEYS=json.dumps(
             [
-                {"id": f"it-{tier}", "sha256": hash_key(key), "tier": tier}
-                for tier, key in keys.items()
-            ]
+                {"id": key_id, "sha256": hash_key(key), "tier": key_id.split("-")[1]}
+                for key_id, key in keys.items()
+            ],
+            separators=(",", ":"),
         ),
     )
     return env
@@ -178,24 +202,18 @@ def stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
     except psutil.NoSuchProcess:
         descendants = []
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(timeout=STOP_TIMEOUT_S)
     _, alive = psutil.wait_procs(descendants, timeout=STOP_TIMEOUT_S)
     for child in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
 
 
@@ -234,8 +252,11 @@ def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSe
     app_dir = copy_example(root / "digits")
     bentoml_home = root / "bentoml_home"
     bentoml_home.mkdir()
-    keys = {tier: generate_key() for tier in TIERS}
-    env = server_env(bentoml_home, keys)
+    pools = {tier: [generate_key() for _ in range(KEYS_PER_TIER)] for tier in TIERS}
+    burst_keys = {tier: generate_key() for tier in TIERS}
+    by_id = {f"it-{tier}-{n}": key for tier, keys in pools.items() for n, key in enumerate(keys)}
+    by_id.update({f"it-{tier}-burst": key for tier, key in burst_keys.items()})
+    env = server_env(bentoml_home, by_id)
     weights = train(app_dir, env, root / "train.log")
 
     model_module = load_module(app_dir / "model.py", "invguard_it_digits_model")
@@ -268,7 +289,8 @@ def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSe
         with httpx.Client(base_url=base_url, timeout=15.0) as client:
             yield DigitsServer(
                 base_url=base_url,
-                keys=keys,
+                pools=pools,
+                burst_keys=burst_keys,
                 model=model,
                 x_test=x_test,
                 y_test=y_test,

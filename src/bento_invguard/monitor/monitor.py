@@ -159,7 +159,8 @@ class Monitor:
                 self._storage_failed(ctx, exc)
             raise ctx.reject(
                 Blocked(
-                    f"probing detected (risk {risk:.2f}: {why}); this key is blocked for {seconds} s",
+                    f"probing detected (risk {risk:.2f}: {why}); "
+                    f"this key is blocked for {seconds} s",
                     headers={"Retry-After": str(seconds)},
                 ),
                 "monitor",

@@ -50,7 +50,7 @@ class MonitorPolicy(_Strict):
     boundary_margin: float = Field(
         default=0.25,
         gt=0,
-        description="A query whose top-1 minus top-2 score is below this hugs the decision boundary.",
+        description="Top-1 minus top-2 score below which a query hugs the decision boundary.",
     )
     benign_boundary_rate: float = Field(
         default=0.15,
