@@ -73,6 +73,7 @@ class MemoryStore:
         return [b for b in list(self._blocks.values()) if b["until"] > now]
 
     async def unblock(self, key: str) -> bool:
+        self.histories.pop(key, None)  # a cleared principal starts a fresh baseline
         return self._blocks.pop(key, None) is not None
 
     async def global_recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,7 +131,9 @@ class RedisStore:
         return found
 
     async def unblock(self, key: str) -> bool:
-        return bool(await self.client.delete(self._k("b", key)))
+        removed = await self.client.delete(self._k("b", key))
+        await self.client.delete(self._k("h", key))  # a cleared principal starts afresh
+        return bool(removed)
 
     async def global_recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raw: list[bytes] = await self.client.lrange(self._k("g"), 0, GLOBAL_WINDOW - 1)  # type: ignore[misc]

@@ -1,0 +1,140 @@
+"""GuardMetrics: every number the guard reports, to OpenTelemetry and to Prometheus.
+
+OpenTelemetry instruments come from the meter provider passed to
+``protect()`` / ``guard()``, else from the global one (a no-op until the
+application sets one). Prometheus collectors are the process-wide ones of
+:mod:`.prometheus`, served on BentoML's ``/metrics``. Both are created at
+first use. No label ever carries a principal: only decision, reason, tier,
+endpoint, sink.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry import metrics
+
+from ..context import QueryContext
+from . import attributes as a
+from .outcome import Outcome
+from .prometheus import PrometheusMetrics, prometheus_metrics
+
+
+class _Instruments:
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.requests = meter.create_counter(
+            a.METRIC_REQUESTS, unit="{request}", description="Guarded queries."
+        )
+        self.duration = _histogram(
+            meter, a.METRIC_DURATION, "s", "Guard latency of a query.", a.DURATION_BUCKETS
+        )
+        self.risk = _histogram(
+            meter, a.METRIC_RISK, "1", "Monitor risk score of the caller.", a.RISK_BUCKETS
+        )
+        self.blocked = meter.create_up_down_counter(
+            a.METRIC_BLOCKED, unit="{principal}", description="Principals blocked by the monitor."
+        )
+        self.audit_dropped = meter.create_counter(
+            a.METRIC_AUDIT_DROPPED, unit="{record}", description="Audit records dropped."
+        )
+        self.audit_errors = meter.create_counter(
+            a.METRIC_AUDIT_ERRORS, unit="{record}", description="Audit records not written."
+        )
+        self.explain_errors = meter.create_counter(
+            a.METRIC_EXPLAIN_ERRORS, unit="{call}", description="Explain hook failures."
+        )
+
+
+def _histogram(
+    meter: metrics.Meter, name: str, unit: str, description: str, buckets: tuple[float, ...]
+) -> metrics.Histogram:
+    try:
+        return meter.create_histogram(
+            name,
+            unit=unit,
+            description=description,
+            explicit_bucket_boundaries_advisory=list(buckets),
+        )
+    except TypeError:  # opentelemetry-api < 1.23 has no bucket advice
+        return meter.create_histogram(name, unit=unit, description=description)
+
+
+class GuardMetrics:
+    """Counts queries, times the guard, and exposes hooks for the monitor and the audit.
+
+    >>> from opentelemetry.sdk.metrics import MeterProvider
+    >>> GuardMetrics(MeterProvider()).add_blocked_principals(1)
+    """
+
+    def __init__(self, meter_provider: Any = None, *, prometheus: bool = True) -> None:
+        self._meter_provider = meter_provider
+        self._prometheus = prometheus
+        self._otel: _Instruments | None = None
+        self._lock = threading.Lock()
+
+    def _instruments(self) -> _Instruments:
+        otel = self._otel
+        if otel is None:
+            with self._lock:
+                if self._otel is None:
+                    meter = metrics.get_meter(a.SCOPE, meter_provider=self._meter_provider)
+                    self._otel = _Instruments(meter)
+                otel = self._otel
+        return otel
+
+    def _prom(self) -> PrometheusMetrics | None:
+        return prometheus_metrics() if self._prometheus else None
+
+    def record_query(self, ctx: QueryContext, outcome: Outcome) -> None:
+        """Count the query, time it, and record the caller's risk after it."""
+        tier = ctx.tier_name or a.NONE
+        endpoint = ctx.endpoint or a.NONE
+        reason = outcome.reason or a.NONE
+        otel = self._instruments()
+        otel.requests.add(
+            1,
+            {
+                a.M_DECISION: outcome.decision,
+                a.M_REASON: reason,
+                a.M_TIER: tier,
+                a.M_ENDPOINT: endpoint,
+            },
+        )
+        otel.duration.record(
+            outcome.duration_s, {a.M_DECISION: outcome.decision, a.M_ENDPOINT: endpoint}
+        )
+        scored = ctx.principal is not None or ctx.risk > 0
+        if scored:
+            otel.risk.record(float(ctx.risk), {a.M_TIER: tier, a.M_ENDPOINT: endpoint})
+        prom = self._prom()
+        if prom is not None:
+            prom.requests.labels(outcome.decision, reason, tier, endpoint).inc()
+            prom.duration.labels(outcome.decision, endpoint).observe(outcome.duration_s)
+            if scored:
+                prom.risk.labels(tier, endpoint).observe(float(ctx.risk))
+
+    def add_blocked_principals(self, delta: int) -> None:
+        """The monitor blocked (+1) or released (-1) principals."""
+        self._instruments().blocked.add(delta)
+        prom = self._prom()
+        if prom is not None:
+            prom.blocked.inc(delta)
+
+    def audit_dropped(self, sink: str, count: int = 1) -> None:
+        self._instruments().audit_dropped.add(count, {a.M_SINK: sink})
+        prom = self._prom()
+        if prom is not None:
+            prom.audit_dropped.labels(sink).inc(count)
+
+    def audit_error(self, sink: str, count: int = 1) -> None:
+        self._instruments().audit_errors.add(count, {a.M_SINK: sink})
+        prom = self._prom()
+        if prom is not None:
+            prom.audit_errors.labels(sink).inc(count)
+
+    def explain_error(self) -> None:
+        self._instruments().explain_errors.add(1)
+        prom = self._prom()
+        if prom is not None:
+            prom.explain_errors.inc()
