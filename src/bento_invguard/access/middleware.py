@@ -52,6 +52,9 @@ class GuardMiddleware:
         self.limiter = limiter or RateLimiter(policy)
         self.recorder = recorder or Recorder(policy)
         self.monitor = monitor or Monitor(policy)
+        from ..admin import AdminEndpoints
+
+        self.admin = AdminEndpoints(policy, self.monitor)
         patterns = (*DEFAULT_OPEN_PATHS, *policy.open_paths, *open_paths)
         self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
         self._open_globs = tuple(p for p in patterns if _is_glob(p))
@@ -67,6 +70,11 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
+        if scope["type"] == "http" and self.admin.handles(scope["path"]):
+            refused = await self.admin(scope, send)
+            if refused is not None:
+                await send_rejection(send, refused)
             return
         if scope["type"] != "http" or self.is_open(scope["path"]):
             await self.app(scope, receive, send)

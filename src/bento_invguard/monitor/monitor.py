@@ -61,7 +61,11 @@ class Monitor:
 
     def key(self, ctx: QueryContext) -> str:
         who = ctx.principal if ctx.principal else f"anonymous@{ctx.client or '-'}"
-        return f"{self.model_version()}:{who}"
+        return self.principal_key(who)
+
+    def principal_key(self, principal: str) -> str:
+        """State key of a principal under the current model version."""
+        return f"{self.model_version()}:{principal}"
 
     # ------------------------------------------------------------------ blocks
 

@@ -60,6 +60,12 @@ class KeyEntry(_Strict):
         return value
 
 
+class AdminKey(KeyEntry):
+    """A key for the admin endpoints (list and clear blocks); it calls no model API."""
+
+    tier: str = "admin"
+
+
 class KeySources(_Strict):
     """Where else keys come from, so that no digest has to sit in the image."""
 
@@ -186,6 +192,11 @@ class Policy(_Strict):
     version: Literal[1] = 1
     keys: tuple[KeyEntry, ...] = ()
     keys_from: KeySources = KeySources()
+    admin_keys: tuple[AdminKey, ...] = Field(
+        default=(),
+        description="Digests of keys for /invguard/admin/blocks; also INVGUARD_ADMIN_KEYS "
+        "(a JSON list of {id, sha256}). No admin key: the admin endpoints do not exist.",
+    )
     anonymous_tier: str | None = None
     tiers: dict[str, Tier]
     input: InputPolicy = InputPolicy()

@@ -1,0 +1,80 @@
+"""``/invguard/admin/blocks``: what the monitor blocked, and clearing a block.
+
+    GET    /invguard/admin/blocks              -> {"blocks": [{principal, until, reason}]}
+    DELETE /invguard/admin/blocks/<principal>  -> {"cleared": true|false}
+
+Only keys listed in the policy's ``admin_keys`` (or INVGUARD_ADMIN_KEYS) may
+call them; with no admin key configured the paths do not exist (404).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..access.authenticate import key_headers, presented_key
+from ..errors import Forbidden, GuardRejection, PolicyError, Unauthenticated
+from ..keys import KeyRing
+from ..monitor import Monitor
+from ..policy import Policy
+from ..policy.model import AdminKey
+
+ADMIN_PREFIX = "/invguard/admin/blocks"
+ADMIN_KEYS_ENV = "INVGUARD_ADMIN_KEYS"
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def load_admin_keys(policy: Policy, environ: Any = None) -> list[AdminKey]:
+    environ = os.environ if environ is None else environ
+    keys = list(policy.admin_keys)
+    raw = environ.get(ADMIN_KEYS_ENV)
+    if raw:
+        try:
+            keys += TypeAdapter(list[AdminKey]).validate_json(raw)
+        except ValidationError as exc:
+            raise PolicyError(f"environment variable {ADMIN_KEYS_ENV}: {exc}") from None
+    return keys
+
+
+class AdminEndpoints:
+    def __init__(self, policy: Policy, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.ring = KeyRing((k.id, k.sha256, "admin") for k in load_admin_keys(policy))
+
+    @property
+    def enabled(self) -> bool:
+        return len(self.ring) > 0
+
+    def handles(self, path: str) -> bool:
+        return self.enabled and (path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"))
+
+    async def __call__(self, scope: MutableMapping[str, Any], send: Send) -> GuardRejection | None:
+        """Answer an admin request; return a rejection instead when it is not allowed."""
+        key = presented_key(key_headers(scope["headers"]))
+        if key is None:
+            return Unauthenticated("an admin key is required")
+        if self.ring.lookup(key) is None:
+            return Forbidden("this key is not an admin key")
+        method, path = scope["method"], scope["path"]
+        if method == "GET" and path == ADMIN_PREFIX:
+            await _json(send, 200, {"blocks": await self.monitor.blocks()})
+        elif method == "DELETE" and path.startswith(ADMIN_PREFIX + "/"):
+            principal = unquote(path[len(ADMIN_PREFIX) + 1 :])
+            listed = {b["principal"] for b in await self.monitor.blocks()}
+            key_name = principal if principal in listed else self.monitor.principal_key(principal)
+            await _json(send, 200, {"cleared": await self.monitor.unblock(key_name)})
+        else:
+            await _json(send, 405, {"error": "method_not_allowed", "detail": f"{method} {path}"})
+        return None
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
