@@ -26,6 +26,8 @@ from bento_invguard.policy import Policy
 from bento_invguard.ratelimit import RateLimiter
 
 LIMIT = "10/second;600/minute;5000/day"
+STRATEGY_NAMES = ("auto", "moving-window", "fixed-window", "sliding-window-counter")
+BIG = "1000000000/day"  # a large daily budget: the window the example's tiers spend most in
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -176,9 +178,31 @@ async def bench_storage(uri: str, strategy: str, port: int | None) -> dict[str, 
     return result
 
 
+async def growth(strategy: str, prior: int) -> float:
+    """Median us per spend for one principal that already spent ``prior`` rows."""
+    policy = Policy.model_validate(
+        {"tiers": {"public": {"rate_limit": BIG}}, "rate_limiting": {"strategy": strategy}}
+    )
+    limiter = RateLimiter(policy)
+    ctx = ctx_for("heavy")
+    for _ in range(prior):
+        await limiter.spend(ctx, 1)
+    samples = []
+    for _ in range(300):
+        start = time.perf_counter()
+        await limiter.spend(ctx, 1)
+        samples.append((time.perf_counter() - start) * 1e6)
+    await limiter.aclose()
+    return statistics.median(samples)
+
+
 async def main() -> None:
     results: dict[str, object] = {"limit": LIMIT}
-    for strategy in ("moving-window", "fixed-window", "sliding-window-counter"):
+    results["growth"] = {
+        s: {str(n): await growth(s, n) for n in (0, 20_000, 100_000)}
+        for s in ("auto", "moving-window")
+    }
+    for strategy in STRATEGY_NAMES:
         results[f"memory/{strategy}"] = await bench_storage("memory://", strategy, None)
         results[f"memory/{strategy}"]["bytes_per_principal"] = await memory_per_principal(
             strategy, 5000
@@ -189,7 +213,7 @@ async def main() -> None:
     else:
         proc, port = redis
         try:
-            for strategy in ("moving-window", "fixed-window", "sliding-window-counter"):
+            for strategy in STRATEGY_NAMES:
                 results[f"redis/{strategy}"] = await bench_storage(
                     f"redis://127.0.0.1:{port}/0", strategy, port
                 )
@@ -198,14 +222,17 @@ async def main() -> None:
             proc.wait(timeout=10)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ratelimit.json").write_text(json.dumps(results, indent=1))
-    print(f"limit per principal: {LIMIT} (3 windows)\n")
+    print("spend cost after N prior rows of one principal (memory://, one daily budget):")
+    for name, by_n in results["growth"].items():  # type: ignore[union-attr]
+        print(f"  {name}: " + ", ".join(f"{n} -> {us:.1f} us" for n, us in by_n.items()))
+    print(f"\nlimit per principal: {LIMIT} (3 windows)\n")
     print(
         "| storage / strategy | spend median us | spend p99 us | status read median us "
         "| storage calls / request | bytes / principal |"
     )
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or name == "growth":
             continue
         per = r.get("bytes_per_principal", float("nan"))
         cmds_s = f"{r['storage_calls_per_request']:.1f}"

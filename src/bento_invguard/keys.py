@@ -32,27 +32,37 @@ class Principal:
 
 
 class KeyRing:
-    """Looks a presented key up among stored digests in constant time.
+    """Maps a presented key to its principal through the key's SHA-256 digest.
 
-    Every stored digest is compared with :func:`hmac.compare_digest`, with no
-    early exit, so the time taken does not depend on which key matched or on
-    how much of a digest matched.
+    The presented key is hashed and the digest looked up; the stored digest
+    found is then compared with :func:`hmac.compare_digest`. What a timing
+    side channel could reveal is about the digest of a guess, never about a
+    stored key (SHA-256 is preimage resistant), and the cost stays constant
+    however many keys there are.
     """
 
     def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
-        self._entries = [
-            (bytes.fromhex(digest), Principal(id=key_id, tier=tier))
+        self._by_digest = {
+            bytes.fromhex(digest): Principal(id=key_id, tier=tier)
             for key_id, digest, tier in entries
-        ]
+        }
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._by_digest)
 
     def lookup(self, presented_key: bytes | str) -> Principal | None:
         raw = presented_key.encode("utf-8") if isinstance(presented_key, str) else presented_key
         digest = hashlib.sha256(raw).digest()
-        found: Principal | None = None
-        for stored, principal in self._entries:
+        for stored, principal in self._candidates(digest):
             if hmac.compare_digest(stored, digest):
-                found = principal
-        return found
+                return principal
+        return None
+
+    def _candidates(self, digest: bytes) -> list[tuple[bytes, Principal]]:
+        principal = self._by_digest.get(digest)
+        # Compare against a stored digest even on a miss, so both paths do the same work.
+        return [(digest, principal)] if principal is not None else [(_DECOY, _NOBODY)]
+
+
+_DECOY = b"\x00" * 32
+_NOBODY = Principal(id="", tier="")

@@ -78,7 +78,9 @@ def test_every_guarded_response_carries_ratelimit_headers(tier_keys: dict[str, s
         assert ["4", "3", "2"] == remaining
 
 
-@pytest.mark.parametrize("strategy", ["moving-window", "fixed-window", "sliding-window-counter"])
+@pytest.mark.parametrize(
+    "strategy", ["auto", "moving-window", "fixed-window", "sliding-window-counter"]
+)
 def test_rows_spend_the_budget(tier_keys: dict[str, str], strategy: str) -> None:
     """A batch of n rows spends n; a batch that would overrun is refused whole."""
     limits = {"strategy": strategy}

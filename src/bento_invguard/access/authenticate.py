@@ -89,12 +89,16 @@ _KEY_HEADERS = ("authorization", "x-api-key")
 def key_headers(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """The key-carrying headers of an ASGI scope, by lower-case name.
 
-    A key header sent twice with different values is kept as an empty value,
-    which :func:`presented_key` refuses: two identities is no identity.
+    A key header sent twice with different values is refused: two identities
+    is no identity.
     """
     found: dict[str, bytes] = {}
     for raw_name, value in raw_headers:
         name = raw_name.decode("latin-1").lower()
         if name in _KEY_HEADERS:
-            found[name] = value if found.get(name, value) == value else b""
+            if found.get(name, value) != value:
+                raise Unauthenticated(
+                    f"the {raw_name.decode('latin-1')} header was sent twice with different keys"
+                )
+            found[name] = value
     return found

@@ -55,7 +55,10 @@ class AdminEndpoints:
 
     async def __call__(self, scope: MutableMapping[str, Any], send: Send) -> GuardRejection | None:
         """Answer an admin request; return a rejection instead when it is not allowed."""
-        key = presented_key(key_headers(scope["headers"]))
+        try:
+            key = presented_key(key_headers(scope["headers"]))
+        except GuardRejection as rejection:
+            return rejection
         if key is None:
             return Unauthenticated("an admin key is required")
         if self.ring.lookup(key) is None:

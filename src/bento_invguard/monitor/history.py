@@ -30,6 +30,9 @@ class History:
     near: np.ndarray = field(init=False)
     boundary: np.ndarray = field(init=False)
 
+    near_count: int = field(init=False, default=0)
+    boundary_count: int = field(init=False, default=0)
+
     def __post_init__(self) -> None:
         self.sigs = np.zeros(self.window, dtype=np.uint64)
         self.digests = np.zeros(self.window, dtype=np.uint64)
@@ -49,6 +52,11 @@ class History:
         self, sig: np.uint64, digest: np.uint64, near: bool, boundary: bool, now: float
     ) -> None:
         slot = self.count % self.window
+        if self.filled == self.window:  # the slot's old query leaves the window
+            self.near_count -= int(self.near[slot])
+            self.boundary_count -= int(self.boundary[slot])
+        self.near_count += near
+        self.boundary_count += boundary
         self.sigs[slot] = sig
         self.digests[slot] = digest
         self.near[slot] = near
@@ -66,8 +74,8 @@ class History:
         n = self.filled
         if n == 0:
             return {"near_duplicate": 0.0, "boundary": 0.0, "burst": 0.0}
-        dup = float(self.near[:n].mean())
-        rate = float(self.boundary[:n].mean())
+        dup = self.near_count / n
+        rate = self.boundary_count / n
         benign = policy.benign_boundary_rate
         boundary = max(0.0, rate - benign) / (1.0 - benign)
         burst = 0.0
@@ -110,4 +118,6 @@ class History:
         flags = np.frombuffer(data, np.uint8, offset=off + 16 * window).reshape(2, -1)
         bits = np.unpackbits(flags, axis=1)[:, :window].astype(bool)
         h.near, h.boundary = bits[0].copy(), bits[1].copy()
+        h.near_count = int(h.near[:filled].sum())
+        h.boundary_count = int(h.boundary[:filled].sum())
         return h

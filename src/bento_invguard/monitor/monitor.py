@@ -146,9 +146,12 @@ class Monitor:
         g_sigs, g_digests, g_who = await self._bounded(self.store.global_recent())
         others: set[int] = set()
         if len(g_sigs):
-            for sig, digest in zip(sigs, digests, strict=True):
-                match = (hamming(g_sigs, sig) <= self.settings.max_distance) & (g_digests != digest)
-                others.update(int(w) for w in np.unique(g_who[match & (g_who != who)]))
+            # All rows against the global window at once: (rows, window) distances.
+            near = np.bitwise_count(g_sigs[np.newaxis, :] ^ sigs[:, np.newaxis])
+            match = (near <= self.settings.max_distance) & (g_digests != digests[:, np.newaxis])
+            match &= g_who != who
+            if match.any():
+                others.update(int(w) for w in np.unique(np.broadcast_to(g_who, match.shape)[match]))
         await self._bounded(self.store.global_push(sigs, digests, who))
         return len(others) + 1 if len(others) + 1 >= self.settings.distributed_min_principals else 0
 

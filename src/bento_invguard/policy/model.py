@@ -157,9 +157,11 @@ class InputPolicy(_Strict):
 class RateLimiting(_Strict):
     """How limits are counted (the limits are set per tier and per endpoint)."""
 
-    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = Field(
-        default="moving-window",
-        description="moving-window is exact; the others use less memory per principal.",
+    strategy: Literal["auto", "moving-window", "fixed-window", "sliding-window-counter"] = Field(
+        default="auto",
+        description="auto: moving windows (exact over any interval) up to one hour, fixed "
+        "windows (one counter each) for longer budgets. moving-window keeps one entry per "
+        "counted row, so its cost grows with large limits.",
     )
     endpoints: dict[str, str] = Field(
         default_factory=dict,

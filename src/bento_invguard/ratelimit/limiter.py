@@ -51,6 +51,18 @@ class _Window:
     item: RateLimitItem
     identifiers: tuple[str, ...]
     scope: str  # "principal" or "endpoint", for messages
+    strategy: str
+
+
+#: With strategy "auto", windows up to this long are moving windows (exact over any
+#: interval); longer ones, the budgets, are fixed windows (one counter, O(1) memory).
+AUTO_MOVING_MAX_SECONDS = 3600
+
+
+def strategy_for(item: RateLimitItem, configured: str) -> str:
+    if configured != "auto":
+        return configured
+    return "moving-window" if item.get_expiry() <= AUTO_MOVING_MAX_SECONDS else "fixed-window"
 
 
 class RateLimiter:
@@ -82,49 +94,53 @@ class RateLimiter:
         self._policy = policy
         self._strategy_name = settings.strategy
         self._storage = storage
-        self._strategy: strategies.RateLimiter | None = None
+        self._strategies: dict[str, strategies.RateLimiter] = {}
         self._last_storage_warning = -math.inf
         # Last seen remaining rows per principal/endpoint, a hint for the fast path only.
         self._hints: TTLCache[tuple[str, ...], int] = TTLCache(maxsize=100_000, ttl=60)
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
 
-    @property
-    def strategy(self) -> strategies.RateLimiter:
+    def limiter(self, name: str) -> strategies.RateLimiter:
         # Opened on first use: an async storage belongs to the serving event loop.
-        if self._strategy is None:
-            if self._storage is None:
-                self._storage = open_async_storage(self._policy)
-            self._strategy = STRATEGIES[self._strategy_name](self._storage)
-        return self._strategy
+        if self._storage is None:
+            self._storage = open_async_storage(self._policy)
+        if name not in self._strategies:
+            self._strategies[name] = STRATEGIES[name](self._storage)
+        return self._strategies[name]
 
     @property
     def storage(self) -> Any:
-        return self.strategy.storage
+        if self._storage is None:
+            self._storage = open_async_storage(self._policy)
+        return self._storage
 
     async def aclose(self) -> None:
-        if self._strategy is not None:
-            await close_async_storage(self._strategy.storage)
-            self._strategy = None
+        if self._storage is not None:
+            await close_async_storage(self._storage)
+            self._strategies.clear()
             self._storage = None
 
     def windows(self, ctx: QueryContext) -> list[_Window]:
-        # The strategy is part of the key: strategies keep different Redis types, and
-        # switching strategy must not meet the old keys (WRONGTYPE) until they expire.
-        ns = (NAMESPACE, self._strategy_name)
         found: list[_Window] = []
         if ctx.tier_name in self.tier_limits:
             who = (
                 ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
             )
             found += [
-                _Window(item, (*ns, *who), "principal") for item in self.tier_limits[ctx.tier_name]
+                self._window(item, who, "principal") for item in self.tier_limits[ctx.tier_name]
             ]
         if ctx.endpoint in self.endpoint_limits:
             found += [
-                _Window(item, (*ns, "endpoint", ctx.endpoint), "endpoint")
+                self._window(item, ("endpoint", ctx.endpoint), "endpoint")
                 for item in self.endpoint_limits[ctx.endpoint]
             ]
         return found
+
+    def _window(self, item: RateLimitItem, who: tuple[str, str], scope: str) -> _Window:
+        name = strategy_for(item, self._strategy_name)
+        # The strategy is part of the key: strategies keep different Redis types, and
+        # switching strategy must not meet the old keys (WRONGTYPE) until they expire.
+        return _Window(item, (NAMESPACE, name, *who), scope, name)
 
     async def spend(self, ctx: QueryContext, cost: int) -> None:
         """Spend ``cost`` rows for the query, or raise RateLimited / ServiceUnavailable.
@@ -147,7 +163,7 @@ class RateLimiter:
                 if short:
                     self._refuse(ctx, windows, stats, short, cost)
             hits = await self._bounded(
-                self.strategy.hit(w.item, *w.identifiers, cost=cost) for w in windows
+                self.limiter(w.strategy).hit(w.item, *w.identifiers, cost=cost) for w in windows
             )
             if not all(hits):
                 await self._refund(windows, cost)
@@ -196,13 +212,14 @@ class RateLimiter:
         )
 
     def _stats_calls(self, windows: list[_Window]) -> list[Any]:
-        return [self.strategy.get_window_stats(w.item, *w.identifiers) for w in windows]
+        return [self.limiter(w.strategy).get_window_stats(w.item, *w.identifiers) for w in windows]
 
     async def _refund(self, windows: list[_Window], cost: int) -> None:
         # A fixed-window hit counts even when it fails; give those rows back.
-        if isinstance(self.strategy, strategies.FixedWindowRateLimiter):
-            storage: Any = self.strategy.storage
-            await self._bounded(storage.decr(w.item.key_for(*w.identifiers), cost) for w in windows)
+        fixed = [w for w in windows if w.strategy == "fixed-window"]
+        if fixed:
+            storage: Any = self.storage
+            await self._bounded(storage.decr(w.item.key_for(*w.identifiers), cost) for w in fixed)
 
     def _refuse(
         self,
