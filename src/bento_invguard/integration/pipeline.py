@@ -14,7 +14,7 @@ from ..hardening import OutputHardener
 from ..monitor import Monitor, run_without_io
 from ..policy import Policy, Tier
 from ..ratelimit import RateLimiter
-from ..telemetry import Recorder
+from ..telemetry import Recorder, TelemetryOptions
 from ..validation import InputValidator, Profile
 from .bentoml_request import current_bentoml_request
 
@@ -34,11 +34,12 @@ class GuardPipeline:
         *,
         scores_field: str | None = None,
         model_version: Callable[[], str] | None = None,
+        telemetry: TelemetryOptions | None = None,
     ) -> None:
         self.policy = policy
         self.access = AccessControl(policy)
         self.limiter = RateLimiter(policy)
-        self.recorder = Recorder(policy)
+        self.recorder = Recorder(policy, telemetry or TelemetryOptions(under_bentoml=True))
         profile = None
         if policy.input.profile is not None:
             profile = Profile.load(policy.resolve(policy.input.profile))

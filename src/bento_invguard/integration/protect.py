@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from ..access import GuardMiddleware
 from ..errors import GuardConfigError
 from ..policy import Policy
+from ..telemetry import ExplainHook, TelemetryOptions
 from .guard import GUARD_ATTR, _guard_with
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
@@ -26,6 +27,10 @@ def protect(
     scores_field: str | None = None,
     open_paths: Iterable[str] = (),
     policy_from: Any = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger_provider: Any = None,
+    explain: ExplainHook | None = None,
 ) -> Callable[[S], S]:
     """Guard every API of a BentoML service; place it above ``@bentoml.service``.
 
@@ -37,6 +42,13 @@ def protect(
     Model) takes the policy stored in that model with
     :func:`bento_invguard.attach`, and refuses to start if its files no
     longer match their recorded SHA-256 digests.
+
+    Every guarded query gets a span under BentoML's server span (from
+    ``tracer_provider`` if given, else BentoML's own tracer provider), metrics
+    (Prometheus on ``/metrics``; OpenTelemetry through ``meter_provider`` or
+    the global one) and an audit record (``logger_provider`` serves
+    ``audit.sink: otel_logs``). ``explain(x_row, scores_row) -> dict`` adds
+    small explanations to the audit records of flagged callers.
 
     >>> @protect("invguard.yaml")                         # doctest: +SKIP
     ... @bentoml.service
@@ -52,8 +64,19 @@ def protect(
     def decorate(service: S) -> S:
         _require_service(service)
         svc: Any = service
+        telemetry = TelemetryOptions(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+            models=svc.models,
+            explain=explain,
+            under_bentoml=True,
+        )
         pipeline = GuardPipeline(
-            resolved, scores_field=scores_field, model_version=model_version_of(svc)
+            resolved,
+            scores_field=scores_field,
+            model_version=model_version_of(svc),
+            telemetry=telemetry,
         )
         for name, method in svc.apis.items():
             _refuse_unsupported(name, method)

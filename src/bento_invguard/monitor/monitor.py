@@ -16,7 +16,7 @@ from ..context import QueryContext
 from ..errors import Blocked, ServiceUnavailable
 from ..policy import Policy
 from ..validation import Profile
-from .fingerprint import Fingerprinter, hamming, row_digests, top_margin
+from .fingerprint import Fingerprinter, row_digests, top_margin
 from .history import History
 from .store import MonitorStore, open_monitor_store
 

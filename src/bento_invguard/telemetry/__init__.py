@@ -1,5 +1,16 @@
 """Transparency: spans, metrics and the audit trail of every guarded query."""
 
+from . import attributes
+from .bentoml_bridge import ModelInfo
+from .metrics import GuardMetrics
+from .options import ExplainHook, TelemetryOptions
 from .recorder import Recorder
 
-__all__ = ["Recorder"]
+__all__ = [
+    "ExplainHook",
+    "GuardMetrics",
+    "ModelInfo",
+    "Recorder",
+    "TelemetryOptions",
+    "attributes",
+]

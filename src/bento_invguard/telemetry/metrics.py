@@ -60,6 +60,47 @@ def _histogram(
         return meter.create_histogram(name, unit=unit, description=description)
 
 
+class _Series:
+    """The instruments and attribute sets of one (decision, reason, tier, endpoint).
+
+    Built once per label combination (a handful per service), so that a query
+    costs dictionary lookups rather than label validation and new dicts.
+    """
+
+    def __init__(
+        self, key: tuple[str, str, str, str], otel: _Instruments, prom: PrometheusMetrics | None
+    ) -> None:
+        decision, reason, tier, endpoint = key
+        self.request_attributes = {
+            a.M_DECISION: decision,
+            a.M_REASON: reason,
+            a.M_TIER: tier,
+            a.M_ENDPOINT: endpoint,
+        }
+        self.duration_attributes = {a.M_DECISION: decision, a.M_ENDPOINT: endpoint}
+        self.risk_attributes = {a.M_TIER: tier, a.M_ENDPOINT: endpoint}
+        self.otel_requests = otel.requests
+        self.otel_duration = otel.duration
+        self.otel_risk = otel.risk
+        self.prom: tuple[Any, Any] | None = None
+        self._prom_risk_parent: Any = None
+        self._prom_risk: Any = None
+        self._risk_labels = (tier, endpoint)
+        if prom is not None:
+            self.prom = (
+                prom.requests.labels(decision, reason, tier, endpoint),
+                prom.duration.labels(decision, endpoint),
+            )
+            self._prom_risk_parent = prom.risk
+
+    def observe_risk(self, risk: float) -> None:
+        self.otel_risk.record(risk, self.risk_attributes)
+        if self._prom_risk_parent is not None:
+            if self._prom_risk is None:  # at first use: rejections leave no empty series
+                self._prom_risk = self._prom_risk_parent.labels(*self._risk_labels)
+            self._prom_risk.observe(risk)
+
+
 class GuardMetrics:
     """Counts queries, times the guard, and exposes hooks for the monitor and the audit.
 
@@ -72,6 +113,7 @@ class GuardMetrics:
         self._prometheus = prometheus
         self._otel: _Instruments | None = None
         self._lock = threading.Lock()
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
 
     def _instruments(self) -> _Instruments:
         otel = self._otel
@@ -88,31 +130,23 @@ class GuardMetrics:
 
     def record_query(self, ctx: QueryContext, outcome: Outcome) -> None:
         """Count the query, time it, and record the caller's risk after it."""
-        tier = ctx.tier_name or a.NONE
-        endpoint = ctx.endpoint or a.NONE
-        reason = outcome.reason or a.NONE
-        otel = self._instruments()
-        otel.requests.add(
-            1,
-            {
-                a.M_DECISION: outcome.decision,
-                a.M_REASON: reason,
-                a.M_TIER: tier,
-                a.M_ENDPOINT: endpoint,
-            },
+        key = (
+            outcome.decision,
+            outcome.reason or a.NONE,
+            ctx.tier_name or a.NONE,
+            ctx.endpoint or a.NONE,
         )
-        otel.duration.record(
-            outcome.duration_s, {a.M_DECISION: outcome.decision, a.M_ENDPOINT: endpoint}
-        )
-        scored = ctx.principal is not None or ctx.risk > 0
-        if scored:
-            otel.risk.record(float(ctx.risk), {a.M_TIER: tier, a.M_ENDPOINT: endpoint})
-        prom = self._prom()
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(key, self._instruments(), self._prom())
+        series.otel_requests.add(1, series.request_attributes)
+        series.otel_duration.record(outcome.duration_s, series.duration_attributes)
+        prom = series.prom
         if prom is not None:
-            prom.requests.labels(outcome.decision, reason, tier, endpoint).inc()
-            prom.duration.labels(outcome.decision, endpoint).observe(outcome.duration_s)
-            if scored:
-                prom.risk.labels(tier, endpoint).observe(float(ctx.risk))
+            prom[0].inc()
+            prom[1].observe(outcome.duration_s)
+        if ctx.principal is not None or ctx.risk > 0:
+            series.observe_risk(float(ctx.risk))
 
     def add_blocked_principals(self, delta: int) -> None:
         """The monitor blocked (+1) or released (-1) principals."""

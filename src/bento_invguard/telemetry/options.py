@@ -18,7 +18,9 @@ class TelemetryOptions:
     providers to use instead of BentoML's tracer provider and the global ones.
     ``models``: the service's BentoML models (``service.models``); their tag,
     version and creation time go on every span and audit record, read from
-    the model store at the first query. ``explain``: see :data:`ExplainHook`.
+    the model store at the first query. ``explain``: see :data:`ExplainHook`,
+    called for flagged queries on the audit writer thread (so it must be
+    thread-safe).
 
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> TelemetryOptions(tracer_provider=TracerProvider()).explain is None
@@ -30,3 +32,5 @@ class TelemetryOptions:
     logger_provider: Any = None
     models: Sequence[Any] = ()
     explain: ExplainHook | None = None
+    #: Set by protect() / guard(): spans go to BentoML's tracer provider by default.
+    under_bentoml: bool = False

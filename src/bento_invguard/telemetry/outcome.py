@@ -29,6 +29,7 @@ class Outcome:
     def of(cls, ctx: QueryContext, *, with_digest: bool) -> Outcome:
         rejection = ctx.rejection
         status = ctx.status
+        reason: str | None
         if rejection is not None:
             decision, reason = a.REJECT, rejection.reason
             if status is None:
