@@ -162,3 +162,17 @@ def test_in_process_dependency_keeps_the_callers_identity() -> None:
         out = np.array(r.json())
         assert (out != 0).sum() <= 3
         assert 401 == client.post("/predict", content=body).status_code
+
+
+def test_schema_errors_do_not_flood_the_error_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed body is a 422, not an ERROR traceback in the server log."""
+    forget_bentoml_metrics()
+    from .toy_service import Toy
+
+    with TestClient(Toy.to_asgi(), raise_server_exceptions=False) as client:
+        caplog.clear()
+        r = client.post("/predict", content="{not json", headers={"X-API-Key": KEYS["public"]})
+        assert 422 == r.status_code
+    assert not [
+        rec for rec in caplog.records if rec.levelno >= 40 and "Exception on" in rec.getMessage()
+    ]

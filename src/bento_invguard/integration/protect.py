@@ -15,6 +15,7 @@ from ..telemetry import ExplainHook, TelemetryOptions
 from .guard import GUARD_ATTR, _guard_with
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
+from .quiet_logs import quiet_client_errors
 
 S = TypeVar("S")
 logger = logging.getLogger("bento_invguard")
@@ -63,6 +64,7 @@ def protect(
 
     def decorate(service: S) -> S:
         _require_service(service)
+        quiet_client_errors()
         svc: Any = service
         telemetry = TelemetryOptions(
             tracer_provider=tracer_provider,
