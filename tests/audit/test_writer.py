@@ -95,3 +95,27 @@ def test_a_sink_that_cannot_be_made_is_retried() -> None:
     assert (1, 1) == (writer.errors, writer.written)
     assert ["second"] == [r["principal"] for r in sink.records]
     writer.close()
+
+
+class Unlistable:
+    """An input whose raw form cannot be taken (its tolist raises)."""
+
+    def tolist(self) -> list[float]:
+        raise RuntimeError("no raw form")
+
+
+def test_one_bad_entry_does_not_cost_the_batch() -> None:
+    """A record that cannot be built is counted as an error; its batch-mates are written."""
+    sink = GatedSink()
+    sink.gate.set()
+    writer = AuditWriter(
+        lambda: sink, sink_name="gated", metrics=GuardMetrics(), queue_size=100, full=True
+    )
+    bad = entry("bad")
+    bad.input = Unlistable()
+    writer.submit(bad)
+    writer.submit(entry("good"))
+    assert writer.flush(10.0)
+    assert (1, 1) == (writer.errors, writer.written)
+    assert ["good"] == [r["principal"] for r in sink.records]
+    writer.close()

@@ -121,9 +121,12 @@ class GuardMiddleware:
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self.recorder.check_model_age()
             if message["type"] == "lifespan.shutdown.complete":
                 await self.limiter.aclose()
                 await self.monitor.aclose()
+                self.recorder.close()
             await send(message)
 
         return lifespan_send

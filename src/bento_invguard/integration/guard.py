@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from ..context import QueryContext
 from ..errors import GuardConfigError, GuardRejection
 from ..policy import Policy
+from ..telemetry import ExplainHook, TelemetryOptions
 from .arguments import InputLocator
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
@@ -25,6 +26,10 @@ def guard(
     *,
     input_arg: str | None = None,
     scores_field: str | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    logger_provider: Any = None,
+    explain: ExplainHook | None = None,
 ) -> Callable[[F], F]:
     """Guard one API method; place it under ``@bentoml.api``.
 
@@ -41,7 +46,15 @@ def guard(
     """
     caller = sys._getframe(1).f_globals.get("__file__")
     pipeline_policy = resolve_policy(policy, caller)
-    return _guard_with(GuardPipeline(pipeline_policy, scores_field=scores_field), input_arg)
+    telemetry = TelemetryOptions(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        explain=explain,
+        under_bentoml=True,
+    )
+    pipeline = GuardPipeline(pipeline_policy, scores_field=scores_field, telemetry=telemetry)
+    return _guard_with(pipeline, input_arg)
 
 
 def is_guarded(func: Callable[..., Any]) -> bool:
@@ -116,6 +129,9 @@ def _wrap(
                     return await pipeline.harden_async(ctx, output)
                 except GuardRejection as rejection:
                     return pipeline.refuse(ctx, rejection)
+            except Exception:
+                ctx.status = 500  # the model (or a server-side bug) failed
+                raise
             finally:
                 pipeline.close(ctx)
 
@@ -133,6 +149,9 @@ def _wrap(
                 return pipeline.harden(ctx, func(*args, **kwargs))
             except GuardRejection as rejection:
                 return pipeline.refuse(ctx, rejection)
+        except Exception:
+            ctx.status = 500  # the model (or a server-side bug) failed
+            raise
         finally:
             pipeline.close(ctx)
 

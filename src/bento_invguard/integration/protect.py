@@ -116,24 +116,21 @@ def _warn_per_worker_state(service: Any, policy: Policy) -> None:
 
 
 def model_version_of(service: Any) -> Callable[[], str]:
-    """The tag of the service's first BentoML model, resolved on first use.
+    """The tag of the service's first BentoML model, read from the local store on first use.
 
     Monitor state is kept per model version, so a retrained model starts a
-    fresh baseline. Resolution waits for the first query: the model store may
-    not be readable when the service module is imported.
+    fresh baseline. Resolution waits for the first query (the model store may
+    not be readable when the service module is imported) and never pulls a
+    model over the network.
     """
+    from ..telemetry.bentoml_bridge import describe_models
+
     resolved: list[str] = []
 
     def version() -> str:
         if not resolved:
-            tag = "default"
-            try:
-                models = list(getattr(service, "models", []) or [])
-                if models:
-                    tag = str(models[0].resolve().tag)
-            except Exception as exc:  # no model store here: one shared baseline
-                logger.debug("bento_invguard: cannot resolve the model tag: %r", exc)
-            resolved.append(tag)
+            info = describe_models(list(getattr(service, "models", []) or []))
+            resolved.append(info.tag if info is not None else "default")
         return resolved[0]
 
     return version

@@ -226,6 +226,11 @@ class Policy(_Strict):
     rate_limiting: RateLimiting = RateLimiting()
     audit: AuditPolicy = AuditPolicy()
     monitor: MonitorPolicy = MonitorPolicy()
+    max_model_age_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Warn at startup (and set invguard_model_stale) past this model age.",
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

@@ -155,6 +155,13 @@ class GuardMetrics:
         if prom is not None:
             prom.blocked.inc(delta)
 
+    def set_model_age(self, model: str, days: float, stale: bool) -> None:
+        """Export the served model's age, and whether it is past the policy's limit."""
+        prom = self._prom()
+        if prom is not None:
+            prom.model_age.labels(model).set(days)
+            prom.model_stale.labels(model).set(1 if stale else 0)
+
     def audit_dropped(self, sink: str, count: int = 1) -> None:
         self._instruments().audit_dropped.add(count, {a.M_SINK: sink})
         prom = self._prom()

@@ -52,6 +52,18 @@ class PrometheusMetrics:
             "Principals currently blocked by the monitor.",
             multiprocess_mode="livesum",
         )
+        self.model_age: Any = prom.Gauge(
+            "invguard_model_age_days",
+            "Age of the served model in days (from its creation time in the model store).",
+            ("model",),
+            multiprocess_mode="max",
+        )
+        self.model_stale: Any = prom.Gauge(
+            "invguard_model_stale",
+            "1 when the served model is older than the policy's max_model_age_days.",
+            ("model",),
+            multiprocess_mode="max",
+        )
         self.audit_dropped: Any = prom.Counter(
             a.PROM_AUDIT_DROPPED, "Audit records dropped because the queue was full.", ("sink",)
         )

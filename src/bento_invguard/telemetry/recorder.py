@@ -87,6 +87,29 @@ class Recorder:
                 entry.scores = None  # not needed: don't hold it until the writer runs
             self.audit.submit(entry)
 
+    def check_model_age(self) -> float | None:
+        """At startup: export the model's age; warn when it is past ``max_model_age_days``."""
+        try:
+            model = self.model
+            days = model.age_days() if model is not None else None
+            if model is None or days is None:
+                return None
+            limit = self.policy.max_model_age_days
+            stale = limit is not None and days > limit
+            self.metrics.set_model_age(model.tag, days, stale)
+            if stale:
+                logger.warning(
+                    "bento_invguard: model %s is %.0f days old, older than max_model_age_days "
+                    "(%s): retrain it, and review the flagged queries in the audit trail first",
+                    model.tag,
+                    days,
+                    limit,
+                )
+            return days
+        except Exception:
+            logger.warning("bento_invguard: could not check the model's age", exc_info=True)
+            return None
+
     def add_blocked_principals(self, delta: int) -> None:
         """For the monitor: ``+1`` when it blocks a principal, ``-1`` when a block ends."""
         self.metrics.add_blocked_principals(delta)
