@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bento_invguard import Blocked, Policy
+from bento_invguard import Blocked, Policy, Profile
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import History, Monitor, run_without_io
 from bento_invguard.monitor.fingerprint import Fingerprinter, hamming, row_digests
@@ -19,6 +19,8 @@ from ..conftest import digits_module
 model_mod: Any = digits_module("model")
 X_TRAIN, X_TEST, Y_TRAIN, _ = model_mod.load_split()
 MODEL = model_mod.SoftmaxModel(*model_mod.fit_weights(X_TRAIN, Y_TRAIN))
+#: The monitor standardises rows with the reference profile, as the example's policy does.
+PROFILE = Profile.fit(X_TRAIN)
 
 
 def policy(**monitor: Any) -> Policy:
@@ -73,7 +75,7 @@ def test_fingerprints_separate_near_from_far() -> None:
 
 def test_gradient_estimation_is_blocked_quickly() -> None:
     """The inversion stream is blocked well within 100 queries; the block then holds."""
-    mon = Monitor(policy())
+    mon = Monitor(policy(), PROFILE)
     n = queries_until_blocked(mon, "attacker", finite_differences(200))
     assert n is not None and n <= 50
     with pytest.raises(Blocked) as info:
@@ -84,14 +86,14 @@ def test_gradient_estimation_is_blocked_quickly() -> None:
 
 def test_benign_traffic_and_exact_retries_are_not_flagged() -> None:
     """Held-out digits in random order with retries raise no flag; a retry is one query."""
-    mon = Monitor(policy())
+    mon = Monitor(policy(), PROFILE)
     rng = np.random.default_rng(3)
     for principal in ("alice", "bob"):
         order = rng.permutation(len(X_TEST))
         for i in order[:300]:
             ctx = ask(mon, principal, X_TEST[i : i + 1])
             assert not ctx.flagged, ctx.risk_reasons
-    hammer = Monitor(policy())
+    hammer = Monitor(policy(), PROFILE)
     for _ in range(200):
         ctx = ask(hammer, "retrier", X_TEST[:1])
     assert 0.0 == ctx.risk
@@ -101,7 +103,7 @@ def test_benign_traffic_and_exact_retries_are_not_flagged() -> None:
 
 def test_fifty_near_duplicates_in_one_batch_are_caught() -> None:
     """The monitor looks at every row of a batched request."""
-    mon = Monitor(policy())
+    mon = Monitor(policy(), PROFILE)
     batch = np.vstack(finite_differences(50, seed=5))
     with pytest.raises(Blocked):
         ask(mon, "batcher", batch)
@@ -109,7 +111,7 @@ def test_fifty_near_duplicates_in_one_batch_are_caught() -> None:
 
 def test_degrade_without_block() -> None:
     """With blocking off, a risky principal is degraded and flagged instead."""
-    mon = Monitor(policy(actions={"block": False}))
+    mon = Monitor(policy(actions={"block": False}), PROFILE)
     ctx = None
     for rows in finite_differences(60):
         ctx = ask(mon, "probe", rows)
@@ -120,7 +122,7 @@ def test_degrade_without_block() -> None:
 
 def test_distributed_probing_raises_a_global_signal() -> None:
     """Near-duplicates of one point from several keys raise the distributed signal."""
-    mon = Monitor(policy(min_queries=1000))
+    mon = Monitor(policy(min_queries=1000, distributed_min_principals=3), PROFILE)
     stream = finite_differences(12, seed=9)
     reasons: list[str] = []
     for k, rows in enumerate(stream):
@@ -131,7 +133,7 @@ def test_distributed_probing_raises_a_global_signal() -> None:
 def test_state_is_per_model_version() -> None:
     """A block under one model version does not carry over to a retrained model."""
     version = ["v1"]
-    mon = Monitor(policy(), model_version=lambda: version[0])
+    mon = Monitor(policy(), PROFILE, model_version=lambda: version[0])
     assert queries_until_blocked(mon, "attacker", finite_differences(100)) is not None
     version[0] = "v2"
     ask(mon, "attacker", X_TEST[:1])  # not blocked: a fresh baseline
@@ -139,7 +141,7 @@ def test_state_is_per_model_version() -> None:
 
 def test_memory_is_bounded_by_max_principals() -> None:
     """No more than max_principals histories are kept."""
-    mon = Monitor(policy(max_principals=10))
+    mon = Monitor(policy(max_principals=10), PROFILE)
     for p in range(50):
         ask(mon, f"p{p}", X_TEST[p : p + 1])
     assert len(mon.store.histories) <= 10  # type: ignore[attr-defined]
@@ -158,7 +160,7 @@ def test_history_round_trips_through_bytes() -> None:
 
 def test_blocks_can_be_listed_and_cleared() -> None:
     """An operator lists blocks with their reason and clears one."""
-    mon = Monitor(policy())
+    mon = Monitor(policy(), PROFILE)
     queries_until_blocked(mon, "attacker", finite_differences(100))
     blocks = run_without_io(mon.blocks())
     assert ["default:attacker"] == [b["principal"] for b in blocks]
@@ -173,7 +175,7 @@ def test_redis_blocks_are_seen_by_every_worker(redis_url: str) -> None:
 
     async def scenario() -> tuple[int | None, str]:
         p = policy().model_copy(update={"storage": redis_url})
-        worker_a, worker_b = Monitor(p), Monitor(p)
+        worker_a, worker_b = Monitor(p, PROFILE), Monitor(p, PROFILE)
         blocked_at = None
         for i, rows in enumerate(finite_differences(100), start=1):
             worker = worker_a if i % 2 else worker_b  # alternate, like a load balancer

@@ -13,6 +13,8 @@ from .fingerprint import hamming
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
 BURST_HALF_LIFE = 10.0  # seconds: the "short" in short-term rate
+BURST_MIN_RECENT = 10.0  # a burst needs at least this many recent queries
+BURST_WEIGHT = 0.4  # alone, a burst stays below the flag threshold
 
 
 @dataclass
@@ -80,7 +82,12 @@ class History:
         boundary = max(0.0, rate - benign) / (1.0 - benign)
         burst = 0.0
         lifetime = self.last_seen - self.first_seen
-        if self.count >= 2 * policy.min_queries and lifetime > BURST_HALF_LIFE:
+        recent = self.short_rate * BURST_HALF_LIFE  # decayed count of recent queries
+        if (
+            self.count >= 2 * policy.min_queries
+            and lifetime > BURST_HALF_LIFE
+            and recent >= BURST_MIN_RECENT
+        ):
             long_rate = self.count / lifetime
             ratio = self.short_rate / max(long_rate, 1e-9)
             burst = min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
@@ -90,7 +97,7 @@ class History:
         if self.count < policy.min_queries:
             return 0.0, []
         signals = self.scores(policy)
-        weights = {"near_duplicate": 1.0, "boundary": 1.0, "burst": 0.5}
+        weights = {"near_duplicate": 1.0, "boundary": 1.0, "burst": BURST_WEIGHT}
         keep = 1.0
         for name, value in signals.items():
             keep *= 1.0 - weights[name] * value

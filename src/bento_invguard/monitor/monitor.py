@@ -140,7 +140,7 @@ class Monitor:
 
     async def _distributed(self, key: str, sigs: np.ndarray, digests: np.ndarray) -> int:
         """How many other principals sent near (not exact) duplicates of these rows."""
-        if len(sigs) == 0:
+        if len(sigs) == 0 or self.settings.distributed_min_principals == 0:
             return 0
         who = _principal_hash(key)
         g_sigs, g_digests, g_who = await self._bounded(self.store.global_recent())
@@ -148,7 +148,8 @@ class Monitor:
         if len(g_sigs):
             # All rows against the global window at once: (rows, window) distances.
             near = np.bitwise_count(g_sigs[np.newaxis, :] ^ sigs[:, np.newaxis])
-            match = (near <= self.settings.max_distance) & (g_digests != digests[:, np.newaxis])
+            tight = self.settings.distributed_max_distance
+            match = (near <= tight) & (g_digests != digests[:, np.newaxis])
             match &= g_who != who
             if match.any():
                 others.update(int(w) for w in np.unique(np.broadcast_to(g_who, match.shape)[match]))

@@ -14,7 +14,7 @@ class Thresholds(_Strict):
 
     flag: float = Field(default=0.5, ge=0, le=1)
     degrade: float = Field(default=0.7, ge=0, le=1)
-    block: float = Field(default=0.85, ge=0, le=1)
+    block: float = Field(default=0.75, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -35,14 +35,12 @@ class MonitorPolicy(_Strict):
     """Per-principal detection of inversion and extraction probing. On by default."""
 
     enabled: bool = True
-    window: int = Field(
-        default=128, ge=8, le=4096, description="Recent queries kept per principal."
-    )
+    window: int = Field(default=64, ge=8, le=4096, description="Recent queries kept per principal.")
     min_queries: int = Field(
         default=12, ge=1, description="Queries a principal makes before any action is taken."
     )
     max_distance: int = Field(
-        default=4,
+        default=8,
         ge=0,
         le=32,
         description="Hamming distance (of 64 bits) that makes a near-duplicate.",
@@ -67,7 +65,16 @@ class MonitorPolicy(_Strict):
     max_principals: int = Field(default=100_000, ge=1, description="Principals kept in memory.")
     state_ttl: int = Field(default=86_400, ge=60, description="Seconds an idle principal is kept.")
     distributed_min_principals: int = Field(
-        default=3,
-        ge=2,
-        description="Principals sharing one near-duplicate cluster that raise the global signal.",
+        default=0,
+        ge=0,
+        description="Principals sharing one tight near-duplicate cluster that raise the global "
+        "signal; 0 (the default) turns it off: on natural inputs from many users it flags "
+        "benign keys (docs/benchmarks.md, 'Query monitor').",
+    )
+    distributed_max_distance: int = Field(
+        default=2,
+        ge=0,
+        le=32,
+        description="Hamming distance for the global signal: tighter than max_distance, since "
+        "different users' natural inputs are often near each other but rarely this near.",
     )
