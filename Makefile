@@ -38,8 +38,13 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
+## Every benchmark; figures go to benchmarks/results/ and docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/ratelimit.py
+	$(BIN)/python benchmarks/detection.py
+	$(BIN)/python benchmarks/telemetry.py
+	$(BIN)/python benchmarks/efficacy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
