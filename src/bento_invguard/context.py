@@ -58,6 +58,8 @@ class QueryContext:
     status: int | None = None
     #: True when the guard wrapper (not the middleware) opened this query.
     opened_by_guard: bool = False
+    #: True once BentoML has called the guarded API function for this query.
+    api_called: bool = False
 
     def decide(self, control: str, outcome: str, detail: str = "") -> None:
         self.decisions.append(Decision(control, outcome, detail))

@@ -50,6 +50,35 @@ def redacted(uri: str) -> str:
     return scheme + sep + rest
 
 
+#: Schemes the rate limiter opens (through limits) with the Redis options above.
+LIMITER_SCHEMES = frozenset({"redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster"})
+#: Schemes the monitor's state store (a redis-py client) opens.
+MONITOR_SCHEMES = frozenset({"redis", "rediss"})
+
+
+def check_storage(policy: Policy) -> None:
+    """Refuse at startup a storage URI that would only fail at the first request.
+
+    Storage is opened on first use (it belongs to the serving event loop), so
+    a URI the guard cannot open would otherwise turn every request into a 503
+    (on_storage_error: closed) or silently switch the limits off (open).
+    """
+    uri = storage_uri(policy)
+    if is_memory(uri):
+        return
+    scheme = uri.partition("://")[0].removeprefix("async+") if "://" in uri else ""
+    if scheme not in LIMITER_SCHEMES:
+        raise GuardConfigError(
+            f"storage {redacted(uri)!r}: unsupported scheme {scheme!r}; use memory:// or "
+            "redis://host:6379/0 (also rediss://, redis+sentinel://, redis+cluster://)"
+        )
+    if policy.monitor.enabled and scheme not in MONITOR_SCHEMES:
+        raise GuardConfigError(
+            f"storage {redacted(uri)!r}: the monitor keeps its state with redis:// or "
+            f"rediss:// only, not {scheme}://; use one of those or set monitor.enabled: false"
+        )
+
+
 def open_async_storage(policy: Policy) -> Any:
     """A limits async storage for the policy's URI (memory:// or redis://...)."""
     from limits.errors import ConfigurationError

@@ -6,8 +6,14 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from ..context import QueryContext, active_query
-from ..errors import GuardRejection, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..context import QueryContext, active_query, current_query
+from ..errors import (
+    Forbidden,
+    GuardRejection,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ..monitor import Monitor
 from ..policy import DEFAULT_OPEN_PATHS, Policy
 from ..ratelimit import RateLimiter
@@ -89,8 +95,15 @@ class GuardMiddleware:
             self.recorder.finish(ctx)
 
     async def _guarded(self, ctx: QueryContext, scope: Scope, receive: Receive, send: Send) -> None:
+        # A query in flight in this context: the request comes from inside a guarded call.
+        outer = current_query()
+        self_call = False
         try:
-            self.access.admit(ctx, key_headers(scope["headers"]))
+            headers = key_headers(scope["headers"])
+            if outer is not None and not headers:
+                self_call = True
+                raise ctx.reject(_self_call_refusal(ctx), "access")
+            self.access.admit(ctx, headers)
             if ctx.endpoint is not None:
                 self.access.gate(ctx)
                 await self.monitor.check_block(ctx)
@@ -103,6 +116,8 @@ class GuardMiddleware:
                 receive = _replay(body, receive)
         except GuardRejection as rejection:
             ctx.status = rejection.status
+            if self_call and outer is not None and outer.rejection is None:
+                outer.rejection = rejection  # the calling query answers with this refusal
             await send_rejection(send, rejection)
             return
         scope.setdefault("state", {})["invguard"] = ctx
@@ -165,6 +180,21 @@ def _is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
 
+def _self_call_refusal(ctx: QueryContext) -> Forbidden:
+    """A keyless request made from inside a guarded call: BentoML's self-proxy.
+
+    ``self.other_api(...)`` in a BentoML 1.4 service is an HTTP request to the
+    service itself, without the caller's key. It is refused (fail closed), and
+    the calling query with it, in the contract's form.
+    """
+    name = ctx.endpoint or ctx.path
+    return Forbidden(
+        f"guarded API {name!r} was called through BentoML's self-proxy "
+        f"(self.{name}(...)), which carries no API key; call self.{name}.local(...) "
+        "to run it in process as the same caller"
+    )
+
+
 def _refuse_media_type(ctx: QueryContext, scope: Scope) -> None:
     for name, value in scope["headers"]:
         if name.lower() == b"content-type":
@@ -203,7 +233,11 @@ class _Responder:
     The response start is held until the first body chunk: if by then a guard
     control has rejected the query (possibly by raising inside a stream), the
     client gets the rejection instead. BentoML's own 400 for a body that fails
-    the API schema becomes a 422 ``invalid_input`` in the contract's form.
+    the API schema becomes a 422 ``invalid_input`` in the contract's form, and
+    so does a 500 that BentoML gives before it called the API function: that
+    is BentoML failing to parse or dispatch this request's body (a multipart
+    body without a boundary, a ``**kwargs`` key such as ``self`` or ``func``),
+    not the model failing.
     """
 
     def __init__(self, ctx: QueryContext, send: Send, limiter: RateLimiter | None = None) -> None:
@@ -220,13 +254,18 @@ class _Responder:
             return
         if message["type"] == "http.response.start":
             self._held = message
-            if message["status"] == 400 and self.ctx.endpoint is not None:
-                self._schema_error = []
+            if self.ctx.endpoint is not None and self.ctx.rejection is None:
+                status = message["status"]
+                if status == 400 or (status == 500 and not self.ctx.api_called):
+                    self._schema_error = []
             return
         if self._schema_error is not None:
             self._schema_error.append(message.get("body", b""))
             if not message.get("more_body", False):
-                detail = schema_error_detail(b"".join(self._schema_error))
+                if self._held is not None and self._held["status"] == 400:
+                    detail = schema_error_detail(b"".join(self._schema_error))
+                else:
+                    detail = "the request body could not be turned into the API's arguments"
                 await self._replace(self.ctx.reject(InvalidInput("schema", detail), "validate"))
             return
         if not self.started:

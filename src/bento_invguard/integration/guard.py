@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from ..context import QueryContext
-from ..errors import GuardConfigError, GuardRejection
+from ..errors import GuardConfigError, GuardRejection, InvalidInput
 from ..policy import Policy
 from ..telemetry import ExplainHook, TelemetryOptions
 from .arguments import InputLocator
@@ -78,11 +78,31 @@ def _guard_with(pipeline: GuardPipeline, input_arg: str | None) -> Callable[[F],
 def _wrap(
     func: Callable[..., Any], pipeline: GuardPipeline, locate: InputLocator, endpoint: str
 ) -> Callable[..., Any]:
+    check_arguments = _argument_checker(func)
+    checked_classes: set[type] = set()
+
+    def refuse_batchable(args: tuple[Any, ...]) -> None:
+        # @guard sits under @bentoml.api, so it cannot see batchable=True when it is
+        # applied (@protect refuses it at startup). The batcher runs merged calls under
+        # one request's context: it would serve every caller as the first one.
+        owner = type(args[0]) if args else type(None)
+        if owner not in checked_classes:
+            method = inspect.getattr_static(owner, endpoint, None)
+            if getattr(method, "batchable", False) is True:
+                raise GuardConfigError(
+                    f"API {endpoint!r} is batchable: BentoML's adaptive batcher merges "
+                    "requests from different callers into one call, so the guard cannot "
+                    "apply. Serve it with batchable=False."
+                )
+            checked_classes.add(owner)
+
     def admit_sync(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        check_arguments(ctx, kwargs)
         pipeline.admit(ctx, locate(args, kwargs))
         pipeline.spend_rows_from_thread(ctx)
 
     async def admit_async(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        check_arguments(ctx, kwargs)
         pipeline.admit(ctx, locate(args, kwargs))
         await pipeline.spend_rows(ctx)
 
@@ -90,6 +110,7 @@ def _wrap(
 
         @functools.wraps(func)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            refuse_batchable(args)
             ctx = pipeline.open(endpoint)
             try:
                 await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
@@ -104,6 +125,7 @@ def _wrap(
 
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            refuse_batchable(args)
             ctx = pipeline.open(endpoint)
             try:
                 admit_sync(ctx, args, kwargs)
@@ -118,6 +140,7 @@ def _wrap(
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            refuse_batchable(args)
             try:
                 ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
@@ -139,6 +162,7 @@ def _wrap(
 
     @functools.wraps(func)
     def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        refuse_batchable(args)
         try:
             ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
@@ -156,3 +180,43 @@ def _wrap(
             pipeline.close(ctx)
 
     return sync_wrapper
+
+
+def _argument_checker(func: Callable[..., Any]) -> Callable[[QueryContext, dict[str, Any]], None]:
+    """Refuses what a ``**kwargs`` API would let a body smuggle into the call.
+
+    BentoML merges a body's ``kwargs`` object into the call's keyword arguments
+    after it has set the request context, so ``{"kwargs": {"ctx": ...}}`` would
+    replace the API's ``ctx`` and ``{"kwargs": {"self": ...}}`` would collide
+    with ``self``: both fail inside the model code (a 500). Refused as 422.
+    """
+    params = inspect.signature(func).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return lambda ctx, kwargs: None
+    context_names = [
+        name
+        for name in ("ctx", "context")
+        if name in params
+        and (
+            params[name].annotation is inspect.Parameter.empty
+            or "Context" in str(params[name].annotation)
+        )
+    ][:1]  # BentoML passes its context as the first of these
+
+    def check(ctx: QueryContext, kwargs: dict[str, Any]) -> None:
+        if "self" in kwargs:
+            raise ctx.reject(InvalidInput("schema", "'self' is not an argument"), "validate")
+        for name in context_names:
+            if name in kwargs and not _is_bentoml_context(kwargs[name]):
+                raise ctx.reject(
+                    InvalidInput("schema", f"{name!r} is reserved for BentoML's request context"),
+                    "validate",
+                )
+
+    return check
+
+
+def _is_bentoml_context(value: Any) -> bool:
+    from bentoml import Context
+
+    return isinstance(value, Context)

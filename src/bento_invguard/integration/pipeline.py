@@ -14,6 +14,7 @@ from ..hardening import OutputHardener
 from ..monitor import Monitor, run_without_io
 from ..policy import Policy, Tier
 from ..ratelimit import RateLimiter
+from ..storage import check_storage
 from ..telemetry import Recorder, TelemetryOptions
 from ..validation import InputValidator, Profile
 from .bentoml_request import current_bentoml_request
@@ -37,6 +38,7 @@ class GuardPipeline:
         telemetry: TelemetryOptions | None = None,
     ) -> None:
         self.policy = policy
+        check_storage(policy)
         self.access = AccessControl(policy)
         self.limiter = RateLimiter(policy)
         self.recorder = Recorder(policy, telemetry or TelemetryOptions(under_bentoml=True))
@@ -51,6 +53,7 @@ class GuardPipeline:
         """The query this call belongs to: the middleware's, a local_caller's, or a new one."""
         ctx = current_query()
         if ctx is not None:
+            ctx.api_called = True
             if ctx.tier is None and ctx.tier_name is not None:  # a local_caller
                 if ctx.tier_name not in self.policy.tiers:
                     raise GuardConfigError(f"local_caller: no tier named {ctx.tier_name!r}")

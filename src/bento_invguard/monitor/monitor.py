@@ -52,6 +52,7 @@ class Monitor:
         self.in_process = store is None and _memory(policy)
         self.fail_open = policy.on_storage_error == "open"
         self.timeout = policy.rate_limiting.timeout
+        self._last_storage_warning = -math.inf
 
     @property
     def store(self) -> MonitorStore:
@@ -201,7 +202,14 @@ class Monitor:
         return await asyncio.wait_for(call, self.timeout)
 
     def _storage_failed(self, ctx: QueryContext, exc: BaseException) -> None:
-        logger.warning("bento_invguard: monitor storage failed: %r", exc)
+        now = time.monotonic()
+        if now - self._last_storage_warning > 10.0:  # at most one log line per 10 s
+            self._last_storage_warning = now
+            logger.warning(
+                "bento_invguard: monitor storage failed (%r); on_storage_error=%s",
+                exc,
+                "open" if self.fail_open else "closed",
+            )
         if self.fail_open:
             ctx.decide("monitor", "not_applied", f"storage error: {type(exc).__name__}")
             return

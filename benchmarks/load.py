@@ -1,0 +1,559 @@
+"""Load: 200 principals at once against a guarded service (2 workers, Redis) and unguarded.
+
+    .venv/bin/python benchmarks/load.py        # 1.5-2.5 minutes on 2 cores; needs redis-server
+
+Bounded and loopback only. In a temp dir it
+
+1. copies ``examples/digits`` twice and trains the model once (each server
+   gets its own copy of the BentoML home: ``bentoml serve`` wipes its
+   Prometheus directory at start);
+2. starts a ``redis-server`` on a free loopback port;
+3. serves the *guarded* copy with ``workers=2`` and ``storage: redis://...``:
+   every tier's limits are lifted out of reach (1000/second, 10^6/day), and a
+   ``limited`` tier of LIMITED principals allows LIMITED_LIMIT rows an hour
+   (a moving window: exact over the run); the monitor is on, as shipped;
+4. serves the *unguarded* copy (the ``@protect`` line removed), also
+   ``workers=2``;
+5. drives both with asyncio + httpx (CONCURRENCY requests in flight, keep-alive)
+   in alternating legs of REQUESTS_PER_LEG one-row requests from GENEROUS
+   principals in turn (distinct real digits), ROUNDS rounds, reversing the order
+   every other round; then a *limits* phase: every limited principal sends
+   LIMITED_SENDS requests at once, mixed with generous traffic;
+6. stops everything and writes ``benchmarks/results/load.json`` and a markdown
+   table on stdout.
+
+Checked (the exit code is 1 if any fails): no 5xx anywhere, each limited
+principal gets exactly LIMITED_LIMIT answers and 429 for the rest (two
+workers share the counts through Redis), both workers answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+import yaml
+
+from bento_invguard import Profile, generate_key, hash_key
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "digits"
+RESULTS = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+
+GENEROUS = 190  # principals with limits out of reach, spread over the three tiers
+LIMITED = 10  # principals of the "limited" tier
+LIMITED_LIMIT = 20  # rows an hour
+LIMITED_SENDS = 32  # requests each limited principal sends
+CONCURRENCY = 16
+ROUNDS = 6
+REQUESTS_PER_LEG = 2000
+WARMUP = 300
+BUDGET_S = 170.0  # no new round starts past this (setup included)
+READY_TIMEOUT_S = 90.0
+TIERS = ("public", "partner", "trusted")
+GENEROUS_LIMIT = "1000/second;1000000/day"
+TARGET = "service:DigitsClassifier"
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
+
+
+def log(message: str) -> None:
+    print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def bentoml_command() -> list[str]:
+    script = Path(sys.executable).with_name("bentoml")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bentoml"]
+
+
+class Redis:
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", HOST, *NO_PERSISTENCE, str(workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class Server:
+    """``bentoml serve`` on loopback; output to a file; stopped with its process tree."""
+
+    def __init__(self, name: str, app_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.url = f"http://{HOST}:{free_port()}"
+        self.log_path = app_dir.parent / f"{name}.log"
+        port = self.url.rsplit(":", 1)[1]
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*bentoml_command(), "serve", TARGET, "--host", HOST, "--port", port],
+                cwd=app_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.tree: list[psutil.Process] = []
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with httpx.Client(base_url=self.url, timeout=2.0) as probe:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                with contextlib.suppress(httpx.TransportError):
+                    if probe.get("/readyz").status_code == 200:
+                        return
+                time.sleep(0.2)
+        raise SystemExit(f"{self.name} did not start:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server's whole process tree (arbiter and workers)."""
+        total = 0.0
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        return total
+
+    def workers_seen(self) -> set[str]:
+        import re
+
+        return set(re.findall(r"\[entry_service:digits_classifier:(\d+)\]", self.log()))
+
+    def stop(self) -> None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.tree = psutil.Process(self.proc.pid).children(recursive=True)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=20)
+        _, alive = psutil.wait_procs(self.tree, timeout=20)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+
+
+# ---------------------------------------------------------------- setup
+def copy_example(dest: Path) -> Path:
+    shutil.copytree(
+        EXAMPLE,
+        dest,
+        ignore=shutil.ignore_patterns("keys.yaml", ".demo-keys", "__pycache__", "wheels"),
+    )
+    return dest
+
+
+def two_workers(service: Path, *, guarded: bool) -> None:
+    text = service.read_text()
+    text = text.replace(
+        '@bentoml.service(name="digits_classifier")',
+        '@bentoml.service(name="digits_classifier", workers=2)',
+    )
+    if not guarded:
+        text = text.replace('@protect("invguard.yaml")\n', "")
+    assert "workers=2" in text and (guarded or "@protect" not in text)
+    service.write_text(text)
+
+
+def guarded_policy(path: Path, storage: str) -> None:
+    policy = yaml.safe_load(path.read_text())
+    policy["storage"] = storage
+    for tier in TIERS:
+        policy["tiers"][tier]["rate_limit"] = GENEROUS_LIMIT
+    policy["tiers"]["limited"] = {
+        "output": "label",
+        "endpoints": ["predict"],
+        "rate_limit": f"{LIMITED_LIMIT}/hour",
+    }
+    path.write_text(yaml.safe_dump(policy))
+
+
+def make_keys() -> dict[str, tuple[str, str]]:
+    """principal id -> (tier, raw key)."""
+    keys = {f"load-{TIERS[i % 3]}-{i}": (TIERS[i % 3], generate_key()) for i in range(GENEROUS)}
+    keys.update({f"load-limited-{i}": ("limited", generate_key()) for i in range(LIMITED)})
+    return keys
+
+
+def server_env(home: Path, keys: dict[str, tuple[str, str]]) -> dict[str, str]:
+    env = dict(os.environ, BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("INVGUARD_POLICY", None)
+    env.pop("INVGUARD_STORAGE", None)
+    env["INVGUARD_KEYS"] = json.dumps(
+        [{"id": pid, "sha256": hash_key(key), "tier": tier} for pid, (tier, key) in keys.items()]
+    )
+    return env
+
+
+def train(app_dir: Path, home: Path) -> None:
+    env = dict(os.environ, BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
+    subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=app_dir,
+        env=env,
+        check=True,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def digit_bodies(app_dir: Path) -> list[bytes]:
+    """One-row bodies of every digit that passes the example's reference profile."""
+    from sklearn.datasets import load_digits
+
+    profile = Profile.load(app_dir / "digits.profile.json")
+    rows = load_digits().data.astype(np.float64)
+    return [
+        json.dumps({"x": [row.tolist()]}).encode()
+        for row in rows
+        if profile.first_violation(row[None, :]) is None
+    ]
+
+
+# ---------------------------------------------------------------- driving
+Job = tuple[str, str, bytes]  # (principal id, raw key, body)
+
+
+async def drive(url: str, jobs: list[Job]) -> dict[str, Any]:
+    """Send ``jobs`` with CONCURRENCY in flight; latencies, statuses (per principal too)."""
+    latencies: list[int] = []
+    statuses: Counter[int] = Counter()
+    per_principal: dict[str, Counter[int]] = {}
+    bad: list[str] = []
+    cursor = 0
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
+        await asyncio.gather(*(client.get("/livez") for _ in range(CONCURRENCY)))
+
+        async def worker() -> None:
+            nonlocal cursor
+            clock = time.perf_counter_ns
+            while cursor < len(jobs):
+                principal, key, body = jobs[cursor]
+                cursor += 1
+                headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+                t0 = clock()
+                response = await client.post("/predict", content=body, headers=headers)
+                latencies.append(clock() - t0)
+                statuses[response.status_code] += 1
+                per_principal.setdefault(principal, Counter())[response.status_code] += 1
+                if response.status_code >= 500 and len(bad) < 5:
+                    bad.append(f"{response.status_code} {response.text[:200]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": len(jobs),
+        "seconds": elapsed,
+        "latencies_ns": latencies,
+        "statuses": statuses,
+        "per_principal": per_principal,
+        "server_errors": bad,
+    }
+
+
+class Traffic:
+    """Generous principals in turn, each sending digits it has not sent before."""
+
+    def __init__(self, keys: dict[str, tuple[str, str]], bodies: list[bytes]) -> None:
+        self.generous = [(p, k) for p, (t, k) in keys.items() if t != "limited"]
+        self.limited = [(p, k) for p, (t, k) in keys.items() if t == "limited"]
+        self.bodies = bodies
+        self.count = 0
+
+    def take(self, n: int) -> list[Job]:
+        jobs = []
+        for _ in range(n):
+            principal, key = self.generous[self.count % len(self.generous)]
+            jobs.append((principal, key, self.bodies[self.count % len(self.bodies)]))
+            self.count += 1
+        return jobs
+
+
+def summary(leg: dict[str, Any]) -> dict[str, Any]:
+    ms = np.asarray(leg["latencies_ns"], dtype=np.float64) / 1e6
+    return {
+        "requests": leg["requests"],
+        "seconds": round(leg["seconds"], 3),
+        "rps": round(leg["requests"] / leg["seconds"], 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p90_ms": round(float(np.percentile(ms, 90)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "statuses": {str(k): v for k, v in sorted(leg["statuses"].items())},
+    }
+
+
+def merge(legs: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses: Counter[int] = Counter()
+    for leg in legs:
+        statuses.update(leg["statuses"])
+    return {
+        "requests": sum(leg["requests"] for leg in legs),
+        "seconds": sum(leg["seconds"] for leg in legs),
+        "latencies_ns": [ns for leg in legs for ns in leg["latencies_ns"]],
+        "statuses": statuses,
+    }
+
+
+def machine() -> dict[str, Any]:
+    import bentoml
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return out.stdout
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "bentoml": bentoml.__version__,
+        "redis": subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
+        "commit": git("rev-parse", "HEAD").strip() or None,
+        "changed_files": [line[3:] for line in git("status", "--porcelain", "-uno").splitlines()],
+    }
+
+
+def table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+def main() -> int:
+    began = time.monotonic()
+    info = machine()
+    scratch = Path(tempfile.mkdtemp(prefix="invguard-load-"))
+    servers: list[Server] = []
+    redis: Redis | None = None
+    try:
+        guarded_dir = copy_example(scratch / "guarded" / "digits")
+        plain_dir = copy_example(scratch / "plain" / "digits")
+        log("training the example once")
+        train(guarded_dir, scratch / "home_train")
+        homes = {}
+        for name in ("guarded", "plain"):
+            homes[name] = scratch / f"home_{name}"
+            shutil.copytree(scratch / "home_train" / "models", homes[name] / "models")
+        shutil.copy(guarded_dir / "digits.profile.json", plain_dir / "digits.profile.json")
+        redis = Redis(scratch)
+        two_workers(guarded_dir / "service.py", guarded=True)
+        two_workers(plain_dir / "service.py", guarded=False)
+        guarded_policy(guarded_dir / "invguard.yaml", redis.url)
+        keys = make_keys()
+        bodies = digit_bodies(guarded_dir)
+        guarded = Server("guarded", guarded_dir, server_env(homes["guarded"], keys))
+        plain = Server("unguarded", plain_dir, server_env(homes["plain"], keys))
+        servers = [guarded, plain]
+        for server in servers:
+            server.wait_ready()
+        log(f"servers ready after {time.monotonic() - began:.0f} s; {len(bodies)} digits")
+
+        traffic = Traffic(keys, bodies)
+        for server in servers:
+            asyncio.run(drive(server.url, traffic.take(WARMUP)))
+        legs: dict[str, list[dict[str, Any]]] = {"unguarded": [], "guarded": []}
+        cpu: dict[str, float] = {"unguarded": 0.0, "guarded": 0.0}
+        rounds_done = 0
+        for r in range(ROUNDS):
+            if time.monotonic() - began > BUDGET_S:
+                log(f"budget reached: stopping after {rounds_done} rounds")
+                break
+            order = [plain, guarded] if r % 2 == 0 else [guarded, plain]
+            for server in order:
+                name = "unguarded" if server is plain else "guarded"
+                jobs = traffic.take(REQUESTS_PER_LEG)
+                before = server.cpu_seconds()
+                leg = asyncio.run(drive(server.url, jobs))
+                cpu[name] += server.cpu_seconds() - before
+                legs[name].append(leg)
+                log(f"round {r + 1} {name}: {summary(leg)['rps']} rps {summary(leg)['statuses']}")
+            rounds_done += 1
+
+        log("limits phase: limited principals at once, mixed with generous traffic")
+        limited_jobs: list[Job] = []
+        for principal, key in traffic.limited:
+            for n in range(LIMITED_SENDS):
+                limited_jobs.append((principal, key, bodies[(n * 37 + 11) % len(bodies)]))
+        mixed = limited_jobs + traffic.take(len(limited_jobs))
+        random.Random(0).shuffle(mixed)
+        limits_leg = asyncio.run(drive(guarded.url, mixed))
+        workers = sorted(guarded.workers_seen())
+    finally:
+        for server in servers:
+            server.stop()
+        if redis is not None:
+            redis.stop()
+
+    totals = {name: merge(runs) for name, runs in legs.items()}
+    results: dict[str, Any] = {
+        "machine": info,
+        "settings": {
+            "principals": GENEROUS + LIMITED,
+            "generous_principals": GENEROUS,
+            "limited_principals": LIMITED,
+            "limited_limit_per_hour": LIMITED_LIMIT,
+            "limited_sends": LIMITED_SENDS,
+            "concurrency": CONCURRENCY,
+            "rounds": rounds_done,
+            "requests_per_leg": REQUESTS_PER_LEG,
+            "workers": 2,
+            "storage": "redis (local redis-server)",
+        },
+        "unguarded": summary(totals["unguarded"]),
+        "guarded": summary(totals["guarded"]),
+        "rounds": {name: [summary(leg) for leg in runs] for name, runs in legs.items()},
+        "server_cpu_ms_per_request": {
+            name: round(1000 * cpu[name] / max(1, totals[name]["requests"]), 3) for name in cpu
+        },
+        "limits_phase": summary(limits_leg),
+        "guarded_workers_seen": workers,
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "wall_seconds": round(time.monotonic() - began, 1),
+    }
+    g, u = results["guarded"], results["unguarded"]
+    results["ratio"] = {
+        "rps_guarded_over_unguarded": round(g["rps"] / u["rps"], 3),
+        "p50_guarded_over_unguarded": round(g["p50_ms"] / u["p50_ms"], 3),
+        "p99_guarded_over_unguarded": round(g["p99_ms"] / u["p99_ms"], 3),
+        "per_round_rps_ratio_median": round(
+            statistics.median(
+                summary(gl)["rps"] / summary(ul)["rps"]
+                for gl, ul in zip(legs["guarded"], legs["unguarded"], strict=True)
+            ),
+            3,
+        ),
+    }
+    limited_counts = {p: dict(limits_leg["per_principal"][p]) for p, _ in traffic.limited}
+    exact = all(
+        c.get(200, 0) == LIMITED_LIMIT and c.get(429, 0) == LIMITED_SENDS - LIMITED_LIMIT
+        for c in limited_counts.values()
+    )
+    server_errors = sum(
+        n
+        for leg in [*legs["guarded"], *legs["unguarded"], limits_leg]
+        for status, n in leg["statuses"].items()
+        if status >= 500
+    )
+    generous_in_limits = Counter[int]()
+    for principal, counts in limits_leg["per_principal"].items():
+        if not principal.startswith("load-limited-"):
+            generous_in_limits.update(counts)
+    results["checks"] = {
+        "server_errors_5xx": server_errors,
+        "limited_exact": exact,
+        "limited_counts": {p: {str(k): v for k, v in c.items()} for p, c in limited_counts.items()},
+        "generous_statuses_in_limits_phase": {str(k): v for k, v in generous_in_limits.items()},
+        "both_workers_answered": workers == ["1", "2"],
+        "first_server_errors": [e for leg in legs["guarded"] for e in leg["server_errors"]][:5],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "load.json").write_text(json.dumps(results, indent=2))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    cpu_ms = results["server_cpu_ms_per_request"]
+    print(
+        table(
+            [
+                [
+                    "service (2 workers)",
+                    "requests",
+                    "rps",
+                    "p50 ms",
+                    "p99 ms",
+                    "server CPU ms/req",
+                    "statuses",
+                ],
+                *[
+                    [
+                        name,
+                        str(results[name]["requests"]),
+                        str(results[name]["rps"]),
+                        str(results[name]["p50_ms"]),
+                        str(results[name]["p99_ms"]),
+                        str(cpu_ms[name]),
+                        " ".join(f"{k}:{v}" for k, v in results[name]["statuses"].items()),
+                    ]
+                    for name in ("unguarded", "guarded")
+                ],
+                [
+                    "guarded / unguarded",
+                    "",
+                    str(results["ratio"]["rps_guarded_over_unguarded"]),
+                    str(results["ratio"]["p50_guarded_over_unguarded"]),
+                    str(results["ratio"]["p99_guarded_over_unguarded"]),
+                    str(round(cpu_ms["guarded"] / cpu_ms["unguarded"], 3)),
+                    "",
+                ],
+            ]
+        )
+    )
+    print()
+    print(
+        f"limits phase: {LIMITED} limited principals x {LIMITED_SENDS} requests "
+        f"(limit {LIMITED_LIMIT}/hour) mixed with {len(limited_jobs)} generous ones: "
+        f"exact={exact}; 5xx anywhere: {server_errors}; guarded workers seen: {workers}; "
+        f"wall {results['wall_seconds']} s"
+    )
+    ok = server_errors == 0 and exact and results["checks"]["both_workers_answered"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
