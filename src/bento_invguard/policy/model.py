@@ -211,9 +211,9 @@ class Policy(_Strict):
     )
     storage: str = Field(
         default="memory://",
-        description="Where shared state lives: memory:// (one process) or a redis:// URI "
-        "(redis://, rediss://, redis+sentinel://, redis+cluster://). ${VAR} is expanded "
-        "from the environment; INVGUARD_STORAGE overrides it.",
+        description="Where shared state lives: memory:// (one process) or redis:// / rediss:// "
+        "(redis+sentinel:// and redis+cluster:// for rate limits only, with the monitor "
+        "off). ${VAR} is expanded from the environment; INVGUARD_STORAGE overrides it.",
     )
     storage_options: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Passed to the storage client (limits / redis-py)."
