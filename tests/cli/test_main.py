@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import Run
 
-COMMANDS = ("init", "keygen", "check", "profile", "audit")
+COMMANDS = ("init", "keygen", "check", "profile", "audit", "blocks", "flagged", "attack")
 
 
 def test_help_lists_every_command(run: Run) -> None:

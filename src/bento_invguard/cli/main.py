@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import GuardConfigError
-from . import attack, audit, blocks, check, init_cmd, keygen, profile_cmd
+from . import attack, audit, blocks, check, flagged, init_cmd, keygen, profile_cmd
 from .errors import EXIT_PROBLEMS, EXIT_USAGE, CliError
 
-COMMANDS = (init_cmd, keygen, check, profile_cmd, audit, blocks, attack)
+COMMANDS = (init_cmd, keygen, check, profile_cmd, audit, blocks, flagged, attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
