@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import time
 from typing import Any
 
-from .errors import GuardConfigError
+from .context import QueryContext
+from .errors import GuardConfigError, ServiceUnavailable
 from .policy import Policy
 
 STORAGE_ENV = "INVGUARD_STORAGE"
@@ -109,3 +112,40 @@ async def close_async_storage(storage: Any) -> None:
     timer = getattr(storage, "timer", None)
     if timer is not None and not timer.done():
         timer.cancel()
+
+
+class StorageFailures:
+    """What a control does when its storage fails: the policy's ``on_storage_error``.
+
+    ``closed`` refuses the query with 503 ``storage_unavailable``; ``open``
+    serves it and records that the control was not applied. Either way one
+    warning per 10 seconds at most, so an outage does not flood the log.
+    """
+
+    def __init__(self, policy: Policy, control: str, what: str) -> None:
+        self.fail_open = policy.on_storage_error == "open"
+        self.control = control
+        self.what = what
+        self._last_warning = -math.inf
+
+    def __call__(self, ctx: QueryContext, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10.0:
+            self._last_warning = now
+            logger.warning(
+                "bento_invguard: %s storage failed (%r); on_storage_error=%s",
+                self.what,
+                exc,
+                "open" if self.fail_open else "closed",
+            )
+        if self.fail_open:
+            ctx.decide(self.control, "not_applied", f"storage error: {type(exc).__name__}")
+            return
+        raise ctx.reject(
+            ServiceUnavailable(
+                f"the {self.what} storage is unavailable, so the request was refused "
+                "(on_storage_error: closed); try again shortly",
+                headers={"Retry-After": "1"},
+            ),
+            self.control,
+        )

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..context import QueryContext
-from ..errors import Blocked, ServiceUnavailable
+from ..errors import Blocked
 from ..policy import Policy
+from ..storage import StorageFailures
 from ..validation import Profile
 from .fingerprint import Fingerprinter, row_digests, top_margin
 from .history import History
@@ -50,9 +51,8 @@ class Monitor:
         self._store = store
         self._fingerprinter: Fingerprinter | None = None
         self.in_process = store is None and _memory(policy)
-        self.fail_open = policy.on_storage_error == "open"
+        self._storage_failed = StorageFailures(policy, "monitor", "monitor")
         self.timeout = policy.rate_limiting.timeout
-        self._last_storage_warning = -math.inf
 
     @property
     def store(self) -> MonitorStore:
@@ -200,27 +200,6 @@ class Monitor:
         if self.in_process:
             return await call
         return await asyncio.wait_for(call, self.timeout)
-
-    def _storage_failed(self, ctx: QueryContext, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last_storage_warning > 10.0:  # at most one log line per 10 s
-            self._last_storage_warning = now
-            logger.warning(
-                "bento_invguard: monitor storage failed (%r); on_storage_error=%s",
-                exc,
-                "open" if self.fail_open else "closed",
-            )
-        if self.fail_open:
-            ctx.decide("monitor", "not_applied", f"storage error: {type(exc).__name__}")
-            return
-        raise ctx.reject(
-            ServiceUnavailable(
-                "the monitor storage is unavailable, so the request was refused "
-                "(on_storage_error: closed); try again shortly",
-                headers={"Retry-After": "1"},
-            ),
-            "monitor",
-        )
 
 
 def run_without_io(coro: Coroutine[Any, Any, T]) -> T:

@@ -15,9 +15,15 @@ from limits import RateLimitItem, parse_many
 from limits.aio import strategies
 
 from ..context import QueryContext
-from ..errors import RateLimited, ServiceUnavailable
+from ..errors import RateLimited
 from ..policy import Policy
-from ..storage import close_async_storage, is_memory, open_async_storage, storage_uri
+from ..storage import (
+    StorageFailures,
+    close_async_storage,
+    is_memory,
+    open_async_storage,
+    storage_uri,
+)
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -89,13 +95,12 @@ class RateLimiter:
         }
         self.enabled = bool(self.tier_limits or self.endpoint_limits)
         self.timeout = settings.timeout
-        self.fail_open = policy.on_storage_error == "open"
+        self._storage_failed = StorageFailures(policy, "rate_limit", "rate-limit")
         self.clock = clock
         self._policy = policy
         self._strategy_name = settings.strategy
         self._storage = storage
         self._strategies: dict[str, strategies.RateLimiter] = {}
-        self._last_storage_warning = -math.inf
         # Last seen remaining rows per principal/endpoint, a hint for the fast path only.
         self._hints: TTLCache[tuple[str, ...], int] = TTLCache(maxsize=100_000, ttl=60)
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
@@ -264,28 +269,6 @@ class RateLimiter:
             )
         status = LimitStatus(window.item.amount, max(0, stats[first].remaining), retry_after)
         return RateLimited(detail, headers={"Retry-After": str(retry_after), **status.headers()})
-
-    def _storage_failed(self, ctx: QueryContext, exc: BaseException) -> None:
-        reason = type(exc).__name__
-        now = time.monotonic()
-        if now - self._last_storage_warning > 10.0:  # at most one log line per 10 s
-            self._last_storage_warning = now
-            logger.warning(
-                "bento_invguard: rate-limit storage failed (%r); on_storage_error=%s",
-                exc,
-                "open" if self.fail_open else "closed",
-            )
-        if self.fail_open:
-            ctx.decide("rate_limit", "not_applied", f"storage error: {reason}")
-            return
-        raise ctx.reject(
-            ServiceUnavailable(
-                "the rate-limit storage is unavailable, so the request was refused "
-                "(on_storage_error: closed); try again shortly",
-                headers={"Retry-After": "1"},
-            ),
-            "rate_limit",
-        )
 
 
 def _seconds_until(reset_time: float, now: float) -> int:
