@@ -29,10 +29,9 @@ from bento_invguard import generate_key
 
 from ..integration.conftest import (
     EXAMPLE_DIR,
-    HOST,
-    bentoml_command,
     copy_example,
     free_port,
+    launch_serve,
     load_module,
     server_env,
     stop_process_tree,
@@ -140,42 +139,16 @@ def home_copy(model_home: Path, dest: Path) -> Path:
     return dest
 
 
-def serve_command(port: int) -> list[str]:
-    service = "service:DigitsClassifier"
-    return [*bentoml_command(), "serve", service, "--host", HOST, "--port", str(port)]
-
-
 def start(app_dir: Path, env: dict[str, str], log_path: Path) -> tuple[Any, str]:
     """``bentoml serve service:DigitsClassifier`` on a free port, ready (or the test fails)."""
-    port = free_port()
-    base_url = f"http://{HOST}:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            serve_command(port),
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, base_url = launch_serve(app_dir, env, log_path)
     wait_ready(proc, base_url, log_path)
     return proc, base_url
 
 
 def serve_expecting_failure(app_dir: Path, env: dict[str, str], log_path: Path) -> tuple[int, str]:
     """Run ``bentoml serve`` that must refuse to start; its exit code and output."""
-    port = free_port()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            serve_command(port),
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, _ = launch_serve(app_dir, env, log_path)
     try:
         code = proc.wait(timeout=FAILED_START_TIMEOUT_S)
     except subprocess.TimeoutExpired:

@@ -217,6 +217,24 @@ def stop_process_tree(proc: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
 
 
+def launch_serve(
+    app_dir: Path, env: dict[str, str], log_path: Path, target: str = "service:DigitsClassifier"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``bentoml serve`` on a free loopback port, output to ``log_path``; not yet ready."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*bentoml_command(), "serve", target, "--host", HOST, "--port", str(port)],
+            cwd=app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, f"http://{HOST}:{port}"
+
+
 def wait_ready(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> float:
     """Poll ``/readyz`` until 200; fail with the server's output on exit or timeout."""
     started = time.monotonic()
@@ -263,27 +281,8 @@ def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSe
     model = model_module.SoftmaxModel.load(str(weights))
     _, x_test, _, y_test = model_module.load_split()
 
-    port = free_port()
-    base_url = f"http://{HOST}:{port}"
     log_path = root / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *bentoml_command(),
-                "serve",
-                "service:DigitsClassifier",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-            ],
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, base_url = launch_serve(app_dir, env, log_path)
     try:
         wait_ready(proc, base_url, log_path)
         with httpx.Client(base_url=base_url, timeout=15.0) as client:

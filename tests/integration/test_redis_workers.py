@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +24,8 @@ from bento_invguard import generate_key
 
 from ..conftest import RedisServer
 from .conftest import (
-    HOST,
-    bentoml_command,
     copy_example,
-    free_port,
+    launch_serve,
     load_module,
     server_env,
     stop_process_tree,
@@ -85,29 +82,11 @@ def two_workers(
     env = server_env(home, keys)
     train(app_dir, env, root / "train.log")
     _, x_test, _, _ = load_module(app_dir / "model.py", "invguard_it_workers_model").load_split()
-    port = free_port()
     log_path = root / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                *bentoml_command(),
-                "serve",
-                "service:DigitsClassifier",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-            ],
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc, base_url = launch_serve(app_dir, env, log_path)
     try:
-        wait_ready(proc, f"http://{HOST}:{port}", log_path)
-        yield TwoWorkers(f"http://{HOST}:{port}", keys, x_test, log_path)
+        wait_ready(proc, base_url, log_path)
+        yield TwoWorkers(base_url, keys, x_test, log_path)
     finally:
         stop_process_tree(proc)
 
