@@ -276,7 +276,8 @@ def test_flapping_redis_lets_nobody_past_a_limit(redis_url: str, pauser: Pauser)
             flapper.join(timeout=5)
             if pauser.paused:
                 pauser.resume()
-        assert seen["public-0", 503] > 0 and seen["trusted-0", 503] > 0, seen  # it did flap
+        # It did flap (which principal met a pause is a matter of timing).
+        assert seen["public-0", 503] + seen["trusted-0", 503] > 0, seen
         admitted = seen["public-0", 200]
         assert admitted <= LIMIT, seen
         steady = [
