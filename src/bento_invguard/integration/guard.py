@@ -111,13 +111,10 @@ def _wrap(
         @functools.wraps(func)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             refuse_batchable(args)
-            ctx = pipeline.open(endpoint)
-            try:
+            with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
                 async for item in func(*args, **kwargs):
                     yield pipeline.harden_item(ctx, item)
-            finally:
-                pipeline.close(ctx)
 
         return agen_wrapper
 
@@ -126,13 +123,10 @@ def _wrap(
         @functools.wraps(func)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             refuse_batchable(args)
-            ctx = pipeline.open(endpoint)
-            try:
+            with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 admit_sync(ctx, args, kwargs)
                 for item in func(*args, **kwargs):
                     yield pipeline.harden_item(ctx, item)
-            finally:
-                pipeline.close(ctx)
 
         return gen_wrapper
 
@@ -145,18 +139,13 @@ def _wrap(
                 ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
                 return pipeline.refuse(None, rejection)
-            try:
+            with pipeline.closing(ctx):
                 try:
                     await admit_async(ctx, args, kwargs)
                     output = await func(*args, **kwargs)
                     return await pipeline.harden_async(ctx, output)
                 except GuardRejection as rejection:
                     return pipeline.refuse(ctx, rejection)
-            except Exception:
-                ctx.status = 500  # the model (or a server-side bug) failed
-                raise
-            finally:
-                pipeline.close(ctx)
 
         return async_wrapper
 
@@ -167,17 +156,12 @@ def _wrap(
             ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
             return pipeline.refuse(None, rejection)
-        try:
+        with pipeline.closing(ctx):
             try:
                 admit_sync(ctx, args, kwargs)
                 return pipeline.harden(ctx, func(*args, **kwargs))
             except GuardRejection as rejection:
                 return pipeline.refuse(ctx, rejection)
-        except Exception:
-            ctx.status = 500  # the model (or a server-side bug) failed
-            raise
-        finally:
-            pipeline.close(ctx)
 
     return sync_wrapper
 

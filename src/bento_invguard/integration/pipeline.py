@@ -105,6 +105,19 @@ class GuardPipeline:
         except GuardRejection as rejection:
             raise ctx.reject(rejection, "validate") from None
 
+    @contextlib.contextmanager
+    def closing(self, ctx: QueryContext) -> Iterator[QueryContext]:
+        """Close the query however the call ends; a failure that is no rejection is a 500."""
+        try:
+            yield ctx
+        except GuardRejection:
+            raise
+        except Exception:
+            ctx.status = 500  # the model (or a server-side bug) failed
+            raise
+        finally:
+            self.close(ctx)
+
     def close(self, ctx: QueryContext) -> None:
         """End a query the guard wrapper opened (the middleware ends its own)."""
         if ctx.opened_by_guard:
