@@ -48,6 +48,20 @@ class Unauthenticated(GuardRejection):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="invguard"'})
 
 
+class InvalidHeader(GuardRejection):
+    """400. ``header`` names the request header whose bytes were refused (lower case)."""
+
+    status = 400
+    reason = "invalid_header"
+
+    def __init__(self, header: str, detail: str) -> None:
+        super().__init__(detail)
+        self.header = header
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "header": self.header}
+
+
 class Forbidden(GuardRejection):
     status = 403
     reason = "forbidden"

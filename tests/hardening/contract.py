@@ -7,6 +7,7 @@ from typing import Any
 
 #: reason -> the statuses it may come with.
 REASONS: dict[str, set[int]] = {
+    "invalid_header": {400},
     "unauthenticated": {401},
     "forbidden": {403},
     "blocked": {403},
@@ -46,6 +47,8 @@ def rejection(response: Any, *, storage_down: bool = False) -> dict[str, Any] | 
     assert isinstance(body.get("detail"), str) and body["detail"], body
     if reason == "invalid_input":
         assert body.get("check") in CHECKS, body
+    if reason == "invalid_header":
+        assert isinstance(body.get("header"), str) and body["header"] in body["detail"], body
     if status == 401:
         assert response.headers.get("www-authenticate", "").startswith("Bearer"), response.headers
     if status == 429:

@@ -75,6 +75,10 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            # In front of BentoML's own middleware, which decodes some headers (header_screen).
+            from .header_screen import install_header_screen
+
+            install_header_screen(scope.get("app"), self)
             await self.app(scope, receive, self._closing_on_shutdown(send))
             return
         if scope["type"] == "http" and self.admin.handles(scope["path"]):

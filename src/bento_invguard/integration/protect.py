@@ -37,7 +37,10 @@ def protect(
 
     APIs already decorated with :func:`guard` keep their own options. The
     service also gets :class:`GuardMiddleware`, which authenticates, gates
-    endpoints by tier, refuses pickle and caps the body before it is read.
+    endpoints by tier, refuses pickle and caps the body before it is read,
+    and at startup puts a header screen in front of BentoML's own middleware
+    (400 ``invalid_header`` for header bytes that it would fail to decode; see
+    :mod:`bento_invguard.access.header_screen`).
 
     ``policy_from`` (a model tag, ``bentoml.models.BentoModel`` or bentoml
     Model) takes the policy stored in that model with
