@@ -1,0 +1,132 @@
+"""SweepingMemoryStorage: limits' in-process storage with amortised expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+from bento_invguard import Policy
+from bento_invguard.ratelimit.memory import SweepingMemoryStorage
+from bento_invguard.storage import open_async_storage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_uri_opens_the_sweeping_storage_and_limits_keeps_its_own() -> None:
+    """memory:// gives the guard's storage; limits' own "async+memory" scheme is untouched."""
+    from limits.storage import storage_from_string
+
+    policy = Policy(tiers={"public": {}}, storage="memory://")
+    assert SweepingMemoryStorage is type(open_async_storage(policy))
+    assert MemoryStorage is type(storage_from_string("async+memory://"))
+
+
+def test_limits_are_exact_and_no_thread_or_task_is_started() -> None:
+    """A moving and a fixed window admit exactly their limit, in the loop's own thread."""
+
+    async def run() -> tuple[list[bool], list[bool], int]:
+        storage = SweepingMemoryStorage(sweep_seconds=0.0)  # a sweep step on every call
+        moving, fixed = MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage)
+        tasks_before = len(asyncio.all_tasks())
+        m = [await moving.hit(parse("5/minute"), "alice") for _ in range(8)]
+        f = [await fixed.hit(parse("3/day"), "alice") for _ in range(5)]
+        return m, f, len(asyncio.all_tasks()) - tasks_before
+
+    threads_before = threading.active_count()
+    moving, fixed, new_tasks = asyncio.run(run())
+    assert [True] * 5 + [False] * 3 == moving
+    assert [True] * 3 + [False] * 2 == fixed
+    assert 0 == new_tasks
+    assert threads_before == threading.active_count()
+
+
+def test_a_moving_window_keeps_at_most_its_limit_of_entries() -> None:
+    """Entries past the limit can never be read again, so they are not kept."""
+
+    async def run() -> SweepingMemoryStorage:
+        storage = SweepingMemoryStorage()
+        limiter = MovingWindowRateLimiter(storage)
+        for _ in range(50):
+            await limiter.hit(parse("1000/minute"), "bob", cost=40)
+        return storage
+
+    storage = asyncio.run(run())
+    (events,) = storage.events.values()
+    assert 1000 == len(events)
+
+
+def test_the_sweep_drops_expired_state_a_few_keys_per_step() -> None:
+    """Each sweep step examines at most sweep_keys keys; a round frees every expired key."""
+    clock = Clock()
+
+    async def run() -> SweepingMemoryStorage:
+        storage = SweepingMemoryStorage(sweep_seconds=1.0, sweep_keys=10, clock=clock)
+        moving, fixed = MovingWindowRateLimiter(storage), FixedWindowRateLimiter(storage)
+        for n in range(30):
+            await moving.hit(parse("5/second"), f"m{n}")
+            await fixed.hit(parse("5/second"), f"f{n}")
+        return storage
+
+    storage = asyncio.run(run())
+    assert (30, 30) == (len(storage.events), len(storage.storage))
+    later = time.time() + 10
+    assert 10 == storage.sweep(10, now=later)
+    assert 50 == len(storage.events) + len(storage.storage)
+    for _ in range(5):  # 60 keys in all, 10 a step
+        storage.sweep(10, now=later)
+    assert {} == storage.events
+    assert 0 == len(storage.storage) + len(storage.expirations) + len(storage.locks)
+
+
+def test_unexpired_state_survives_a_full_sweep() -> None:
+    """Counts still inside their window are kept by the sweep."""
+
+    async def run() -> tuple[SweepingMemoryStorage, MovingWindowRateLimiter]:
+        storage = SweepingMemoryStorage()
+        limiter = MovingWindowRateLimiter(storage)
+        for _ in range(3):
+            await limiter.hit(parse("10/hour"), "carol")
+        return storage, limiter
+
+    storage, limiter = asyncio.run(run())
+    assert 1 == storage.sweep()
+    stats = asyncio.run(limiter.get_window_stats(parse("10/hour"), "carol"))
+    assert 7 == stats.remaining
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_sweep_steps_follow_the_clock(steps: int) -> None:
+    """A sweep step runs only once sweep_seconds have passed since the last one."""
+    clock = Clock()
+
+    async def run() -> int:
+        storage = SweepingMemoryStorage(sweep_seconds=5.0, sweep_keys=1, clock=clock)
+        limiter = MovingWindowRateLimiter(storage)
+        swept = 0
+        original = storage.sweep
+
+        def counting(max_keys: int | None = None, **kw: float) -> int:
+            nonlocal swept
+            swept += 1
+            return original(max_keys, **kw)
+
+        storage.sweep = counting  # type: ignore[method-assign]
+        for _ in range(steps):
+            clock.now += 5.0
+            for _ in range(4):
+                await limiter.hit(parse("100/second"), "dave")
+        return swept
+
+    assert steps == asyncio.run(run())
