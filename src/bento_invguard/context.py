@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from .ratelimit import LimitStatus
 
 
+#: Decisions that let a query go on unchanged: listed on the span, not events.
+ROUTINE_OUTCOMES = frozenset({"authenticated", "anonymous", "spent", "pass"})
+
+
 @dataclass(slots=True)
 class Decision:
     """What one control decided about the query."""
@@ -62,13 +66,20 @@ class QueryContext:
     api_called: bool = False
 
     def decide(self, control: str, outcome: str, detail: str = "") -> None:
+        """Record a decision; one that changes the answer is also a span event.
+
+        Routine decisions (a key accepted, rows spent, input passed) are only
+        listed on the span at the end (``invguard.decisions``): an event each
+        would cost more than the controls themselves.
+        """
         self.decisions.append(Decision(control, outcome, detail))
-        span = self.span
-        if span is not None and span.is_recording():
-            span.add_event(
-                f"invguard.{control}",
-                {"invguard.outcome": outcome, "invguard.detail": detail},
-            )
+        if outcome not in ROUTINE_OUTCOMES:
+            span = self.span
+            if span is not None and span.is_recording():
+                span.add_event(
+                    f"invguard.{control}",
+                    {"invguard.outcome": outcome, "invguard.detail": detail},
+                )
 
     def reject(self, rejection: GuardRejection, control: str) -> GuardRejection:
         """Record ``rejection`` as the query's outcome and hand it back for raising."""

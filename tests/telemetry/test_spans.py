@@ -146,15 +146,22 @@ def test_span_is_a_child_of_bentoml_server_span(served: Served) -> None:
     assert span.parent.span_id != span.context.span_id
 
 
-def test_each_control_decision_is_a_span_event(served: Served) -> None:
-    """ctx.decide() adds one invguard.<control> event per decision, in order."""
+def test_each_control_decision_is_listed_and_rejections_are_events(served: Served) -> None:
+    """Every decision is in invguard.decisions, in order; a rejection is also a span event."""
     served.otel.spans.clear()
     served.post("/predict", [ROW], tier="trusted")
-    events = [(e.name, dict(e.attributes or {})) for e in only_span(served).events]
-    names = [name for name, _ in events]
-    assert "invguard.access" == names[0]
-    assert "invguard.validate" in names
-    assert "authenticated" == events[0][1]["invguard.outcome"]
+    span = only_span(served)
+    decisions = list((span.attributes or {})[a.DECISIONS])
+    assert "access:authenticated:trusted" == decisions[0]
+    assert any(d.startswith("validate:pass:") for d in decisions)
+    assert [] == list(span.events)  # nothing changed the answer
+
+    served.otel.spans.clear()
+    served.post("/predict", [[float("nan")] * len(ROW)], tier="trusted")
+    span = only_span(served)
+    events = [(e.name, dict(e.attributes or {})) for e in span.events]
+    assert [("invguard.validate", "reject")] == [(n, at["invguard.outcome"]) for n, at in events]
+    assert "validate:reject:invalid_input" == list((span.attributes or {})[a.DECISIONS])[-1]
 
 
 def test_no_key_ever_reaches_a_span(served: Served) -> None:

@@ -24,6 +24,8 @@ PRINCIPAL: Final = "invguard.principal"
 TIER: Final = "invguard.tier"
 ENDPOINT: Final = "invguard.endpoint"
 DECISION: Final = "invguard.decision"
+#: Every control decision in order, as ``control:outcome:detail`` strings.
+DECISIONS: Final = "invguard.decisions"
 ERROR_TYPE: Final = "error.type"
 HTTP_STATUS: Final = "http.response.status_code"
 INPUT_SHA256: Final = "invguard.input.sha256"

@@ -67,6 +67,8 @@ def _span_attributes(
     ctx: QueryContext, outcome: Outcome, model: ModelInfo | None
 ) -> dict[str, Any]:
     attrs: dict[str, Any] = {a.DECISION: outcome.decision, a.INPUT_ROWS: ctx.rows}
+    if ctx.decisions:
+        attrs[a.DECISIONS] = [f"{d.control}:{d.outcome}:{d.detail}" for d in ctx.decisions]
     optional: Sequence[tuple[str, Any]] = (
         (a.PRINCIPAL, ctx.principal),
         (a.TIER, ctx.tier_name),
