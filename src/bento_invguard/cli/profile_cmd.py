@@ -15,7 +15,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser(
         "profile",
         help="reference profiles of the training data",
-        description="Reference profiles: per-feature bounds fitted on training data.",
+        description="Reference profiles: per-feature bounds and a distance to the data, "
+        "fitted on training data.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     fit = actions.add_parser(
@@ -42,6 +43,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="features a row may have outside the bounds and pass "
         "(default: learned from a 20%% holdout)",
     )
+    fit.add_argument(
+        "--components",
+        type=int,
+        default=None,
+        help="principal components of the distance check (default: as many as explain 90%% "
+        "of the variance)",
+    )
+    fit.add_argument(
+        "--no-distance",
+        action="store_true",
+        help="bounds only: no check of a row's distance to the data",
+    )
     fit.set_defaults(handler=run)
 
 
@@ -50,18 +63,31 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--margin must be a number >= 0")
     if args.max_outside is not None and args.max_outside < 0:
         raise CliError("--max-outside must be >= 0")
+    if args.components is not None and args.components < 1:
+        raise CliError("--components must be >= 1")
     data = load_rows(args.data)
     try:
-        profile = Profile.fit(data, margin=args.margin, max_outside=args.max_outside)
+        profile = Profile.fit(
+            data,
+            margin=args.margin,
+            max_outside=args.max_outside,
+            distance=not args.no_distance,
+            n_components=args.components,
+        )
     except ValueError as exc:
         raise CliError(f"{args.data}: {exc}") from None
     try:
         profile.save(args.output)
     except OSError as exc:
         raise CliError(f"{args.output}: cannot write: {exc.strerror}") from None
+    distance = (
+        f"distance limit {profile.distance_limit:.2f} over {len(profile.components)} components"
+        if profile.distance_limit is not None and profile.components is not None
+        else "no distance check"
+    )
     print(
         f"fitted on {profile.n_samples} rows of shape {tuple(profile.feature_shape)}, "
-        f"max_outside {profile.max_outside}; saved to {args.output}"
+        f"max_outside {profile.max_outside}, {distance}; saved to {args.output}"
     )
     return EXIT_OK
 

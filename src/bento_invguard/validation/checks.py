@@ -104,11 +104,7 @@ class InputValidator:
                 )
             v = self.profile.first_violation(arr)
             if v is not None:
-                raise InvalidInput(
-                    "profile",
-                    f"feature {v.feature} of row {v.row} is {v.value:g}, outside the "
-                    f"reference profile [{v.lower:g}, {v.upper:g}]",
-                )
+                raise InvalidInput("profile", v.detail)
 
 
 def _describe_dtype(arr: np.ndarray) -> str:

@@ -1,8 +1,11 @@
-"""A reference profile of the training data: per-feature bounds, mean and spread.
+"""A reference profile of the training data: per-feature bounds, mean, spread, subspace.
 
 Inversion and extraction attacks start from noise or synthetic inputs that no
 real caller would send; a profile fitted on the training data turns those away.
-Profiles are stored as JSON beside the policy (never pickle).
+Two checks: per-feature bounds (a pixel no real row ever lights), and the
+distance of a row to the data (a row whose pixels are each plausible but
+whose pattern no real row shows, like the random probes of reverse
+correlation). Profiles are stored as JSON beside the policy (never pickle).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ..errors import PolicyError
 
 FORMAT = "bento_invguard.profile/1"
+QUADRATIC_FORM_MAX_FEATURES = 512  # above, the distance uses the low-rank form (less memory)
 
 
 def _bounds(
@@ -31,28 +35,130 @@ def _bounds(
     return lo - widen, hi + widen
 
 
+def _folds(n: int, holdout: float, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(held, rest) index pairs: every row held out once, ``holdout`` of the rows at a time."""
+    n_holdout = round(n * holdout)
+    if not 0.0 < holdout < 1.0 or n_holdout < 1 or n_holdout >= n:
+        return []
+    k = min(n, max(2, round(1.0 / holdout)))
+    order = np.random.default_rng(seed).permutation(n)
+    held = [order[i::k] for i in range(k)]  # k <= n: none is empty
+    return [(h, np.setdiff1d(order, h)) for h in held]
+
+
 def _fit_max_outside(
-    flat: np.ndarray, quantiles: tuple[float, float], margin: float, holdout: float, seed: int
+    flat: np.ndarray,
+    quantiles: tuple[float, float],
+    margin: float,
+    folds: list[tuple[np.ndarray, np.ndarray]],
 ) -> int:
-    n_holdout = round(flat.shape[0] * holdout)
-    if not 0.0 < holdout < 1.0 or n_holdout < 1 or n_holdout >= flat.shape[0]:
-        return 0
-    order = np.random.default_rng(seed).permutation(flat.shape[0])
-    held, rest = flat[order[:n_holdout]], flat[order[n_holdout:]]
-    lo, hi = _bounds(rest, quantiles, margin)
-    return int(((held < lo) | (held > hi)).sum(axis=1).max())
+    most = 0
+    for held, rest in folds:
+        lo, hi = _bounds(flat[rest], quantiles, margin)
+        most = max(most, int(((flat[held] < lo) | (flat[held] > hi)).sum(axis=1).max()))
+    return most
+
+
+class _Subspace:
+    """A low-rank Gaussian model of the rows (probabilistic PCA): the distance of a row.
+
+    ``d^2 = sum_j z_j^2 / var_j + |residual|^2 / residual_var`` with ``z`` the
+    row's coordinates on the principal components: how many standard
+    deviations the row lies from the data, in the directions the data varies
+    in and out of them.
+    """
+
+    def __init__(
+        self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual: float
+    ) -> None:
+        self.mean = mean
+        self.components = components
+        self.variances = variances
+        self.residual = residual
+        # d^2 = |c|^2 / residual - sum_j z_j^2 (1 / residual - 1 / var_j)
+        # (var_j >= residual: the components carry the most variance)
+        less = np.maximum(1.0 / residual - 1.0 / variances, 0.0)
+        weights = components * np.sqrt(less)[:, None]  # (k, features)
+        self._weights = np.ascontiguousarray(weights.T)
+        self._inv_residual = 1.0 / residual
+        self._form: np.ndarray | None = None
+        features = components.shape[1]
+        if features <= QUADRATIC_FORM_MAX_FEATURES:
+            # one (features x features) product per row: fewer NumPy calls for small rows
+            self._form = np.eye(features) * self._inv_residual - weights.T @ weights
+
+    @classmethod
+    def fit(cls, flat: np.ndarray, components: int | None, explained: float) -> _Subspace | None:
+        n, features = flat.shape
+        most = min(n - 1, features - 1)
+        if most < 1:
+            return None
+        mean = flat.mean(axis=0)
+        _, sv, vt = np.linalg.svd(flat - mean, full_matrices=False)
+        var = sv**2 / (n - 1)
+        if var.sum() <= 0:
+            return None
+        if components is None:
+            share = np.cumsum(var) / var.sum()
+            components = int(np.searchsorted(share, explained)) + 1
+        k = max(1, min(components, most))
+        floor = 1e-3 * var[0]  # directions the data never varies in still get a scale
+        residual = max(float(var[k:features].sum() / (features - k)), floor)
+        return cls(mean, vt[:k], np.maximum(var[:k], floor), residual)
+
+    def squared(self, flat: np.ndarray) -> np.ndarray:
+        """Squared distance of each row (components are orthonormal, so the residual's
+        squared norm is the centred row's minus its projection's)."""
+        centred = flat - self.mean
+        if self._form is not None:
+            squared: np.ndarray = ((centred @ self._form) * centred).sum(axis=1)
+        else:
+            z = centred @ self._weights
+            squared = (centred * centred).sum(axis=1) * self._inv_residual
+            squared -= (z * z).sum(axis=1)
+        return squared  # may dip a rounding error below 0
+
+
+def _fit_distance_limit(
+    flat: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    components: int | None,
+    explained: float,
+    margin: float,
+) -> float | None:
+    """The largest distance of a held-out row (each fold against the others), widened."""
+    most = 0.0
+    for held, rest in folds:
+        sub = _Subspace.fit(flat[rest], components, explained)
+        if sub is None:
+            return None
+        most = max(most, float(np.sqrt(sub.squared(flat[held]).max())))
+    return most * (1.0 + margin) if most > 0 else None
 
 
 class Violation(BaseModel):
+    """Why a row was refused: a feature outside its bounds, or the row far from the data."""
+
     row: int
-    feature: int
-    value: float
-    lower: float
-    upper: float
+    kind: Literal["bounds", "distance"] = "bounds"
+    feature: int = -1
+    value: float = 0.0
+    lower: float = 0.0
+    upper: float = 0.0
+
+    @property
+    def detail(self) -> str:
+        """The reason in words; a distance refusal gives no figures (they would map the data)."""
+        if self.kind == "distance":
+            return f"row {self.row} is far from the reference data"
+        return (
+            f"feature {self.feature} of row {self.row} is {self.value:g}, outside the "
+            f"reference profile [{self.lower:g}, {self.upper:g}]"
+        )
 
 
 class Profile(BaseModel):
-    """Per-feature bounds fitted on training data.
+    """Per-feature bounds and a distance to the data, fitted on training data.
 
     >>> import numpy as np
     >>> profile = Profile.fit(np.array([[0.0, 1.0], [2.0, 3.0]]), margin=0.0)
@@ -74,17 +180,47 @@ class Profile(BaseModel):
     max_outside: int = Field(
         default=0, ge=0, description="Features a row may have outside the bounds and pass."
     )
+    components: tuple[tuple[float, ...], ...] | None = Field(
+        default=None,
+        description="Principal directions of the data (orthonormal rows); None: no distance check.",
+    )
+    component_variances: tuple[float, ...] | None = Field(
+        default=None, description="Variance of the data along each component."
+    )
+    residual_variance: float | None = Field(
+        default=None, gt=0, description="Variance per feature outside the components."
+    )
+    distance_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest accepted distance of a row to the data (standard deviations).",
+    )
 
     _lo: np.ndarray = PrivateAttr()
     _hi: np.ndarray = PrivateAttr()
+    _subspace: _Subspace | None = PrivateAttr(default=None)
+    _limit2: float = PrivateAttr(default=np.inf)
 
     def model_post_init(self, context: Any, /) -> None:
-        # Arrays built once, so a check costs two vector comparisons.
+        # Arrays built once, so a check costs two vector comparisons and two products.
         self._lo = np.asarray(self.lower, dtype=np.float64)
         self._hi = np.asarray(self.upper, dtype=np.float64)
+        if (
+            self.distance_limit is not None
+            and self.components is not None
+            and self.component_variances is not None
+            and self.residual_variance is not None
+        ):  # the validator makes these all set or all None
+            self._subspace = _Subspace(
+                np.asarray(self.mean, dtype=np.float64),
+                np.asarray(self.components, dtype=np.float64),
+                np.asarray(self.component_variances, dtype=np.float64),
+                self.residual_variance,
+            )
+            self._limit2 = self.distance_limit**2
 
     def __eq__(self, other: object) -> bool:
-        # The cached bound arrays are derived data; compare the fields only.
+        # The cached arrays are derived data; compare the fields only.
         if not isinstance(other, Profile):
             return NotImplemented
         return self.model_dump() == other.model_dump()
@@ -99,6 +235,24 @@ class Profile(BaseModel):
                 raise ValueError(f"{name}: expected {n} values for shape {self.feature_shape}")
         if any(lo > hi for lo, hi in zip(self.lower, self.upper, strict=True)):
             raise ValueError("lower: a lower bound is above its upper bound")
+        distance = (
+            self.components,
+            self.component_variances,
+            self.residual_variance,
+            self.distance_limit,
+        )
+        if any(v is None for v in distance) and any(v is not None for v in distance):
+            raise ValueError(
+                "components, component_variances, residual_variance and distance_limit "
+                "go together: give all four or none"
+            )
+        if self.components is not None and self.component_variances is not None:
+            if not self.components or any(len(c) != n for c in self.components):
+                raise ValueError(f"components: expected rows of {n} values")
+            if len(self.component_variances) != len(self.components):
+                raise ValueError("component_variances: expected one per component")
+            if any(not v > 0 for v in self.component_variances):
+                raise ValueError("component_variances: every variance must be > 0")
         return self
 
     @classmethod
@@ -111,15 +265,30 @@ class Profile(BaseModel):
         max_outside: int | None = None,
         holdout: float = 0.2,
         seed: int = 0,
+        distance: bool = True,
+        n_components: int | None = None,
+        explained: float = 0.9,
+        distance_margin: float = 0.1,
     ) -> Profile:
-        """Fit bounds on ``data`` of shape ``(n_samples, *feature_shape)``.
+        """Fit bounds and a distance check on ``data`` of shape ``(n_samples, *feature_shape)``.
 
         Bounds are the given quantiles of each feature, widened by ``margin``
         times the feature's spread (the widest spread, for constant features).
         ``max_outside`` (how many features of a row may fall outside and still
-        pass) is, unless given, the most that rows of a random ``holdout``
-        share of the data show against bounds fitted on the rest: real rows
-        from the same distribution pass, noise and synthetic probes do not.
+        pass) is, unless given, the most that any row shows when the data is
+        split in folds of ``holdout`` (each row held out once) and each fold
+        is checked against bounds fitted on the others: real rows from the
+        same distribution pass, noise and synthetic probes do not.
+
+        The distance check (``distance=True``) fits a probabilistic PCA of the
+        rows: ``n_components`` principal directions (by default as many as
+        explain ``explained`` of the variance) and one variance for the rest.
+        A row's distance counts the standard deviations it lies from the data,
+        along and across those directions; the limit is the largest distance
+        of a held-out row in the same folds, widened by ``distance_margin``.
+        It refuses rows whose every feature is plausible but whose pattern
+        no real row shows (random probes around the mean, for instance).
+        Needs at least 10 rows and 2 features, and a holdout; otherwise it is off.
         """
         x = np.asarray(data, dtype=np.float64)
         if x.ndim < 2 or x.shape[0] < 1:
@@ -130,10 +299,28 @@ class Profile(BaseModel):
             raise ValueError("quantiles must satisfy 0 <= low < high <= 1")
         if margin < 0:
             raise ValueError("margin must be >= 0")
+        if not distance_margin >= 0:
+            raise ValueError("distance_margin must be >= 0")
+        if not 0.0 < explained <= 1.0:
+            raise ValueError("explained must satisfy 0 < explained <= 1")
+        if n_components is not None and n_components < 1:
+            raise ValueError("n_components must be >= 1")
         flat = x.reshape(x.shape[0], -1)
+        folds = _folds(flat.shape[0], holdout, seed)
         if max_outside is None:
-            max_outside = _fit_max_outside(flat, quantiles, margin, holdout, seed)
+            max_outside = _fit_max_outside(flat, quantiles, margin, folds)
         lo, hi = _bounds(flat, quantiles, margin)
+        fields: dict[str, Any] = {}
+        if distance and folds and flat.shape[0] >= 10 and flat.shape[1] >= 2:
+            limit = _fit_distance_limit(flat, folds, n_components, explained, distance_margin)
+            sub = _Subspace.fit(flat, n_components, explained)
+            if limit is not None and sub is not None:
+                fields = {
+                    "components": tuple(tuple(float(v) for v in c) for c in sub.components),
+                    "component_variances": tuple(float(v) for v in sub.variances),
+                    "residual_variance": float(sub.residual),
+                    "distance_limit": limit,
+                }
         return cls(
             feature_shape=tuple(int(d) for d in x.shape[1:]),
             n_samples=int(x.shape[0]),
@@ -142,6 +329,7 @@ class Profile(BaseModel):
             mean=tuple(float(v) for v in flat.mean(axis=0)),
             std=tuple(float(v) for v in flat.std(axis=0)),
             max_outside=max_outside,
+            **fields,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -165,22 +353,48 @@ class Profile(BaseModel):
 
             raise PolicyError(format_validation_error(exc, f"profile {path}")) from None
 
+    @property
+    def checks_distance(self) -> bool:
+        """True when the profile refuses rows far from the data, not only out of bounds."""
+        return self._subspace is not None
+
+    def distances(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's distance to the data (0 for every row without a distance check)."""
+        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
+        if self._subspace is None:
+            return np.zeros(flat.shape[0])
+        distance: np.ndarray = np.sqrt(np.maximum(self._subspace.squared(flat), 0.0))
+        return distance
+
+    def outliers(self, rows: np.ndarray) -> np.ndarray:
+        """Boolean mask of the rows the profile refuses (either check)."""
+        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
+        outside = ((flat < self._lo) | (flat > self._hi)).sum(axis=1) > self.max_outside
+        if self._subspace is not None:
+            outside |= self._subspace.squared(flat) > self._limit2
+        mask: np.ndarray = outside
+        return mask
+
     def first_violation(self, rows: np.ndarray) -> Violation | None:
-        """The first row with more than ``max_outside`` features outside the bounds."""
+        """The first row with more than ``max_outside`` features outside the bounds,
+        or (if none) the first row farther from the data than ``distance_limit``."""
         lo, hi = self._lo, self._hi
         flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
         outside = (flat < lo) | (flat > hi)
-        if not outside.any():
-            return None
-        too_many = outside.sum(axis=1) > self.max_outside
-        if not too_many.any():
-            return None
-        row = int(np.argmax(too_many))
-        feature = int(np.argmax(outside[row]))
-        return Violation(
-            row=row,
-            feature=feature,
-            value=float(flat[row, feature]),
-            lower=float(lo[feature]),
-            upper=float(hi[feature]),
-        )
+        if outside.any():
+            too_many = outside.sum(axis=1) > self.max_outside
+            if too_many.any():
+                row = int(np.argmax(too_many))
+                feature = int(np.argmax(outside[row]))
+                return Violation(
+                    row=row,
+                    feature=feature,
+                    value=float(flat[row, feature]),
+                    lower=float(lo[feature]),
+                    upper=float(hi[feature]),
+                )
+        if self._subspace is not None:
+            far = self._subspace.squared(flat) > self._limit2
+            if far.any():
+                return Violation(row=int(np.argmax(far)), kind="distance")
+        return None
