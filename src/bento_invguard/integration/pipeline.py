@@ -9,7 +9,13 @@ from typing import Any
 from ..access import AccessControl
 from ..access.responses import rejection_response
 from ..context import QueryContext, active_query, current_query
-from ..errors import GuardConfigError, GuardRejection, PayloadTooLarge, Unauthenticated
+from ..errors import (
+    GuardConfigError,
+    GuardRejection,
+    InvalidInput,
+    PayloadTooLarge,
+    Unauthenticated,
+)
 from ..hardening import OutputHardener
 from ..monitor import Monitor, run_without_io
 from ..policy import Policy, Tier
@@ -103,6 +109,8 @@ class GuardPipeline:
         try:
             ctx.input = self.validator(ctx, value)
         except GuardRejection as rejection:
+            if isinstance(rejection, InvalidInput) and rejection.check == "profile":
+                self.monitor.observe_refused_soon(ctx, value)  # off-data rows are a signal
             raise ctx.reject(rejection, "validate") from None
 
     @contextlib.contextmanager

@@ -31,15 +31,18 @@ class History:
     digests: np.ndarray = field(init=False)
     near: np.ndarray = field(init=False)
     boundary: np.ndarray = field(init=False)
+    off_data: np.ndarray = field(init=False)  # refused by the reference profile
 
     near_count: int = field(init=False, default=0)
     boundary_count: int = field(init=False, default=0)
+    off_data_count: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.sigs = np.zeros(self.window, dtype=np.uint64)
         self.digests = np.zeros(self.window, dtype=np.uint64)
         self.near = np.zeros(self.window, dtype=bool)
         self.boundary = np.zeros(self.window, dtype=bool)
+        self.off_data = np.zeros(self.window, dtype=bool)
 
     def seen(self, digest: np.uint64) -> bool:
         return bool((self.digests[: self.filled] == digest).any())
@@ -51,18 +54,27 @@ class History:
         return int(hamming(self.sigs[: self.filled], sig).min())
 
     def push(
-        self, sig: np.uint64, digest: np.uint64, near: bool, boundary: bool, now: float
+        self,
+        sig: np.uint64,
+        digest: np.uint64,
+        near: bool,
+        boundary: bool,
+        now: float,
+        off_data: bool = False,
     ) -> None:
         slot = self.count % self.window
         if self.filled == self.window:  # the slot's old query leaves the window
             self.near_count -= int(self.near[slot])
             self.boundary_count -= int(self.boundary[slot])
+            self.off_data_count -= int(self.off_data[slot])
         self.near_count += near
         self.boundary_count += boundary
+        self.off_data_count += off_data
         self.sigs[slot] = sig
         self.digests[slot] = digest
         self.near[slot] = near
         self.boundary[slot] = boundary
+        self.off_data[slot] = off_data
         self.filled = min(self.filled + 1, self.window)
         if self.count == 0:
             self.first_seen = now
@@ -72,14 +84,16 @@ class History:
         self.count += 1
 
     def scores(self, policy: MonitorPolicy) -> dict[str, float]:
-        """Each signal in 0..1: near-duplicates, boundary hugging, burst."""
+        """Each signal in 0..1: near-duplicates, boundary hugging, off-data rows, burst."""
         n = self.filled
         if n == 0:
-            return {"near_duplicate": 0.0, "boundary": 0.0, "burst": 0.0}
+            return {"near_duplicate": 0.0, "boundary": 0.0, "off_data": 0.0, "burst": 0.0}
         dup = self.near_count / n
         rate = self.boundary_count / n
         benign = policy.benign_boundary_rate
         boundary = max(0.0, rate - benign) / (1.0 - benign)
+        off_rate, benign_off = self.off_data_count / n, policy.benign_off_data_rate
+        off_data = max(0.0, off_rate - benign_off) / (1.0 - benign_off)
         burst = 0.0
         lifetime = self.last_seen - self.first_seen
         recent = self.short_rate * BURST_HALF_LIFE  # decayed count of recent queries
@@ -91,13 +105,13 @@ class History:
             long_rate = self.count / lifetime
             ratio = self.short_rate / max(long_rate, 1e-9)
             burst = min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
-        return {"near_duplicate": dup, "boundary": boundary, "burst": burst}
+        return {"near_duplicate": dup, "boundary": boundary, "off_data": off_data, "burst": burst}
 
     def risk(self, policy: MonitorPolicy) -> tuple[float, list[str]]:
         if self.count < policy.min_queries:
             return 0.0, []
         signals = self.scores(policy)
-        weights = {"near_duplicate": 1.0, "boundary": 1.0, "burst": BURST_WEIGHT}
+        weights = {"near_duplicate": 1.0, "boundary": 1.0, "off_data": 1.0, "burst": BURST_WEIGHT}
         keep = 1.0
         for name, value in signals.items():
             keep *= 1.0 - weights[name] * value
@@ -110,7 +124,7 @@ class History:
         head = _HEADER.pack(
             self.window, self.filled, self.count, self.first_seen, self.last_seen, self.short_rate
         )
-        flags = np.packbits(np.stack([self.near, self.boundary]), axis=1).tobytes()
+        flags = np.packbits(np.stack([self.near, self.boundary, self.off_data]), axis=1).tobytes()
         return head + self.sigs.tobytes() + self.digests.tobytes() + flags
 
     @classmethod
@@ -122,9 +136,14 @@ class History:
         off = _HEADER.size
         h.sigs = np.frombuffer(data, np.uint64, window, off).copy()
         h.digests = np.frombuffer(data, np.uint64, window, off + 8 * window).copy()
-        flags = np.frombuffer(data, np.uint8, offset=off + 16 * window).reshape(2, -1)
+        # two flag rows before the off-data signal, three since: older state still loads
+        packed = np.frombuffer(data, np.uint8, offset=off + 16 * window)
+        flags = packed.reshape(len(packed) // ((window + 7) // 8), -1)
         bits = np.unpackbits(flags, axis=1)[:, :window].astype(bool)
         h.near, h.boundary = bits[0].copy(), bits[1].copy()
+        if len(bits) > 2:
+            h.off_data = bits[2].copy()
         h.near_count = int(h.near[:filled].sum())
         h.boundary_count = int(h.boundary[:filled].sum())
+        h.off_data_count = int(h.off_data[:filled].sum())
         return h

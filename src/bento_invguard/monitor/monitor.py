@@ -31,9 +31,12 @@ class Monitor:
     Signals, each over the principal's last ``window`` distinct queries (exact
     retries are one query): the share of queries that nearly repeat an
     earlier one (SimHash within ``max_distance`` bits), the share hugging the
-    decision boundary beyond what benign traffic shows, and bursts against the
-    principal's own rate. A near-duplicate cluster queried by several
-    principals raises a global signal too.
+    decision boundary beyond what benign traffic shows, the share the
+    reference profile refused as off the data beyond what benign traffic
+    shows (rows of refused requests are queries too: see
+    :meth:`observe_refused`), and bursts against the principal's own rate. A
+    near-duplicate cluster queried by several principals raises a global
+    signal too.
     """
 
     def __init__(
@@ -52,6 +55,10 @@ class Monitor:
         self._fingerprinter: Fingerprinter | None = None
         self.in_process = store is None and _memory(policy)
         self._storage_failed = StorageFailures(policy, "monitor", "monitor")
+        # a request the profile refused stays refused whatever the storage does
+        self._refusal_storage_failed = StorageFailures(policy, "monitor", "monitor")
+        self._refusal_storage_failed.fail_open = True
+        self._pending: set[asyncio.Task[None]] = set()
         self.timeout = policy.rate_limiting.timeout
 
     @property
@@ -120,22 +127,81 @@ class Monitor:
         ctx.risk, ctx.risk_reasons = risk, reasons
         await self._escalate(ctx, key, risk, reasons)
 
+    def observe_refused_soon(self, ctx: QueryContext, value: Any) -> None:
+        """:meth:`observe_refused` from synchronous code: at once with in-process state,
+        otherwise through the event loop (awaited from a worker thread, scheduled from
+        the loop's own thread). Never raises: the request is refused already."""
+        if not self.enabled or not ctx.via_http or self.profile is None:
+            return
+        if self.in_process:
+            run_without_io(self.observe_refused(ctx, value))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a sync API's worker thread
+            import anyio.from_thread
+
+            anyio.from_thread.run(self.observe_refused, ctx, value)
+            return
+        task = loop.create_task(self.observe_refused(ctx, value))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def observe_refused(self, ctx: QueryContext, value: Any) -> None:
+        """Count the rows of a request the reference profile refused (422, check ``profile``).
+
+        Every row of the request enters the history, each marked off-data or
+        not by the profile; they have no scores, so none hugs the boundary.
+        If the risk reaches the block threshold the key is blocked from its
+        next request on (this one keeps its 422).
+        """
+        if not self.enabled or not ctx.via_http or self.profile is None:
+            return
+        rows = np.asarray(value, dtype=np.float64)
+        rows = rows.reshape(rows.shape[0], -1)
+        if rows.shape[1] != len(self.profile.mean):
+            return
+        key = self.key(ctx)
+        try:
+            history = await self._bounded(self.store.load(key))
+            history = history or History(self.settings.window)
+            off = self.profile.outliers(rows)
+            self._observe(history, self.fingerprinter(rows)(rows), row_digests(rows), None, off)
+            await self._bounded(self.store.save(key, history))
+            risk, reasons = history.risk(self.settings)
+            ctx.risk, ctx.risk_reasons = risk, reasons
+            await self._escalate(ctx, key, risk, reasons, refuse=False)
+        except Exception as exc:
+            self._refusal_storage_failed(ctx, exc)
+
     def fingerprinter(self, rows: np.ndarray) -> Fingerprinter:
         if self._fingerprinter is None or self._fingerprinter._weights.shape[0] != rows.shape[1]:
             self._fingerprinter = _fingerprinter_for(self.policy, self.profile, rows.shape[1])
         return self._fingerprinter
 
     def _observe(
-        self, history: History, sigs: np.ndarray, digests: np.ndarray, margins: np.ndarray
+        self,
+        history: History,
+        sigs: np.ndarray,
+        digests: np.ndarray,
+        margins: np.ndarray | None,
+        off_data: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Push each new row; ``margins`` None for unanswered rows (never on the boundary)."""
         now = time.time()
         fresh = np.zeros(len(sigs), dtype=bool)
         limit = self.settings.max_distance
-        for i, (sig, digest, margin) in enumerate(zip(sigs, digests, margins, strict=True)):
+        boundary = (
+            np.zeros(len(sigs), dtype=bool)
+            if margins is None
+            else margins < self.settings.boundary_margin
+        )
+        off = np.zeros(len(sigs), dtype=bool) if off_data is None else off_data
+        for i, (sig, digest) in enumerate(zip(sigs, digests, strict=True)):
             if history.seen(digest):
                 continue  # an exact retry is one query, not probing
             near = history.nearest(sig) <= limit
-            history.push(sig, digest, near, bool(margin < self.settings.boundary_margin), now)
+            history.push(sig, digest, near, bool(boundary[i]), now, bool(off[i]))
             fresh[i] = True
         return fresh
 
@@ -157,11 +223,18 @@ class Monitor:
         await self._bounded(self.store.global_push(sigs, digests, who))
         return len(others) + 1 if len(others) + 1 >= self.settings.distributed_min_principals else 0
 
-    async def _escalate(self, ctx: QueryContext, key: str, risk: float, reasons: list[str]) -> None:
+    async def _escalate(
+        self, ctx: QueryContext, key: str, risk: float, reasons: list[str], refuse: bool = True
+    ) -> None:
         t, actions = self.settings.thresholds, self.settings.actions
         why = ", ".join(reasons) or "risk"
         if actions.block and risk >= t.block:
             seconds = self.settings.block_seconds
+            if not refuse:  # a refused request: the block starts with the next one
+                await self._bounded(self.store.block(key, seconds, why))
+                ctx.flagged = True
+                ctx.decide("monitor", "block", f"risk {risk:.2f}: {why}; from the next request")
+                return
             try:
                 await self._bounded(self.store.block(key, seconds, why))
             except Exception as exc:

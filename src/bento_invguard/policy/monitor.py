@@ -56,6 +56,13 @@ class MonitorPolicy(_Strict):
         lt=1,
         description="Share of boundary-hugging queries that benign traffic shows.",
     )
+    benign_off_data_rate: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="Share of rows refused by the reference profile that benign traffic shows; "
+        "beyond it, refused rows raise the off_data signal.",
+    )
     burst_factor: float = Field(
         default=20.0, gt=1, description="Short-term rate over the principal's own long-term rate."
     )
