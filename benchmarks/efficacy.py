@@ -27,7 +27,10 @@ Attacks are those of ``bento_invguard.redteam`` (the code behind
 - inversion from scores (NES, budget 2,000 rows, all 10 classes);
 - label-only inversion (reverse correlation of random probes, 1,000 rows);
 - extraction (a softmax-regression copy trained on the endpoint's labels of
-  1,000 rows: the attacker's half of the reference, then mixes of it).
+  1,000 rows: the attacker's half of the reference, then mixes of it). Beside
+  its agreement, the agreement of the same copy trained on the attacker's
+  public rows with their true labels and no query (``public_baseline``): the
+  endpoint leaks what the copy agrees beyond that.
 
 The reference data is the example's held-out split (x_test, y_test: 450
 digits never used to train the model). The judge that scores
@@ -35,12 +38,12 @@ reconstructions is a softmax regression trained on it; the attacker never
 queried it. Extraction agreement is measured on the other half of the
 reference, against the unguarded model's labels. Utility: top-1 agreement
 with the unguarded model on all 450 held-out digits, one row per request,
-from 23 benign keys in turn, and again with 20 rows per request; refused
-rows count as disagreements.
+from 23 benign keys in turn, and again with 20 rows per request from 23
+other keys (one request each); refused rows count as disagreements.
 
 In process (no server, httpx's mock transport in front of the model), a
-sweep of budgets (5 seeds each) shows how many queries each inversion
-needs with no guard.
+sweep of budgets (5 seeds each) shows how many queries each attack needs
+with no guard (extraction and label-only against labels).
 
 Prints a markdown table, writes benchmarks/results/efficacy.json and
 docs/images/inversion.png (reconstructions without and with the guard).
@@ -96,6 +99,7 @@ MAX_WAIT_TOTAL = 150.0  # seconds of Retry-After a run may wait out in all
 THREADS = 12
 SWEEP_INVERSION = (200, 500, 1000, 2000, 4000)
 SWEEP_LABEL_ONLY = (25, 50, 100, 200, 400, 1000)
+SWEEP_EXTRACTION = (50, 100, 200, 500, 1000)
 SWEEP_SEEDS = 5
 UTILITY_KEYS = 23  # benign principals per configuration, ~20 rows each
 TARGET_BLOCK_WITHIN = 200  # rows of one key (project issue 7)
@@ -343,10 +347,14 @@ def sweep(model: Any, reference: Reference) -> dict[str, dict[int, float]]:
 
         return httpx.Client(transport=httpx.MockTransport(answer))
 
+    def offline(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_proba(rows).argmax(axis=1))
+
     out: dict[str, dict[int, float]] = {}
     for attack, mode, budgets in (
         ("inversion", "full", SWEEP_INVERSION),
         ("label-only", "label", SWEEP_LABEL_ONLY),
+        ("extraction", "label", SWEEP_EXTRACTION),
     ):
         out[attack] = {}
         for budget in budgets:
@@ -361,7 +369,7 @@ def sweep(model: Any, reference: Reference) -> dict[str, dict[int, float]]:
                     high=16.0,
                     seed=seed,
                 )
-                report, _ = run(plan, reference, client=client(mode))
+                report, _ = run(plan, reference, client=client(mode), holdout_labels=offline)
                 scores.append(report["leakage"]["score"])
             out[attack][budget] = float(np.mean(scores))
     return out
@@ -373,7 +381,7 @@ def sweep(model: Any, reference: Reference) -> dict[str, dict[int, float]]:
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| configuration | inversion leakage | inversion run | label-only leakage "
-        "| label-only run | extraction agreement | extraction run "
+        "| label-only run | extraction agreement (public rows alone) | extraction run "
         "| utility (top-1 agreement) | utility, 20-row requests |"
     )
     lines = [head, "|" + " --- |" * 9]
@@ -382,7 +390,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         for attack in ATTACKS:
             rep = r["attacks"][attack]
             leak = rep["leakage"]
-            cells.append(f"{leak['score']:.2f}" if leak else "n/a")
+            cell = f"{leak['score']:.2f}" if leak else "n/a"
+            if leak and "public_baseline" in leak:
+                cell += f" ({leak['public_baseline']:.2f})"
+            cells.append(cell)
             cells.append(_stopped(rep))
         for u in (r["utility"], r["utility_batched"]):
             refused = f" ({u['refused']} refused)" if u["refused"] else ""
@@ -425,7 +436,10 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     "Far above chance": at least 5x chance (0.5 for 10 classes). "At chance":
     within 0.1 of chance (inversion, label-only) or of a constant copy's
-    agreement (extraction).
+    agreement (extraction). Extraction also reports its gain over a copy of
+    the attacker's public rows with their true labels (no query); the target
+    is judged on the agreement itself, not on the gain. The trusted target
+    counts inversion and label-only (the attacks that reconstruct inputs).
     """
 
     def leak(config: str, attack: str) -> dict[str, Any]:
@@ -435,6 +449,7 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {
             "score": score,
             "chance": floor,
+            "gain_over_public": rep["leakage"].get("gain_over_public"),
             "at_chance": score <= floor + 0.1,
             "blocked_at": rep["queries"]["blocked_at"],
             "blocked_within_200": (rep["queries"]["blocked_at"] or 10**9) <= TARGET_BLOCK_WITHIN,
@@ -461,8 +476,10 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "measured": utility,
         },
         "trusted_monitor_blocks_before_success": {
-            "met": trusted["inversion"]["blocked_at"] is not None
-            and trusted["inversion"]["at_chance"],
+            "met": all(
+                trusted[a]["blocked_at"] is not None and trusted[a]["at_chance"]
+                for a in ("inversion", "label-only")
+            ),
             "measured": trusted,
         },
     }
@@ -499,6 +516,9 @@ def main() -> None:
         keys = Keys({})
         attack_keys = plan_keys(keys)
         util_keys = {c.name: [keys.take(c) for _ in range(UTILITY_KEYS)] for c in CONFIGS}
+        # the two utility runs go concurrently: their own keys, so neither spends the
+        # other's rate limit (23 keys, ~20 rows each, is within every tier's limits)
+        batch_keys = {c.name: [keys.take(c) for _ in range(UTILITY_KEYS)] for c in CONFIGS}
         targets_of = {
             "plain": "efficacy_plain:Plain",
             "outputs": "efficacy_outputs:DigitsClassifier",
@@ -535,7 +555,7 @@ def main() -> None:
             }
             batched = {
                 c.name: pool.submit(
-                    utility, c, urls[c.server], util_keys[c.name], x_test, truth, BATCH
+                    utility, c, urls[c.server], batch_keys[c.name], x_test, truth, BATCH
                 )
                 for c in CONFIGS
             }

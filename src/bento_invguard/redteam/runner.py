@@ -26,7 +26,7 @@ from .common import AttackResult, InputSpace
 from .extraction import ExtractionSettings, extract
 from .inversion import NesSettings, invert
 from .label_only import ProbeSettings, reverse_correlation
-from .scoring import agreement, fit_judge, inversion_leakage
+from .scoring import SoftmaxRegression, agreement, fit_judge, inversion_leakage
 
 AttackName = Literal["inversion", "label-only", "extraction"]
 ATTACKS: tuple[AttackName, ...] = ("inversion", "label-only", "extraction")
@@ -63,6 +63,11 @@ class Reference:
         order = np.random.default_rng(seed).permutation(len(self.x))
         half = len(order) // 2
         return self.x[order[:half]], self.x[order[half:]], self.y[order[half:]]
+
+    def pool_labels(self, seed: int = 0) -> np.ndarray:
+        """True labels of :meth:`split`'s pool rows: for scoring only, attacks never see them."""
+        order = np.random.default_rng(seed).permutation(len(self.x))
+        return self.y[order[: len(order) // 2]]
 
 
 @dataclass(frozen=True)
@@ -227,9 +232,16 @@ def _score(
     answered = len(labels)
     baseline = float(np.bincount(labels).max() / answered)
     score = agreement(copied[:answered], labels)
+    # What the attacker's own public rows give with their true labels, no query sent:
+    # the endpoint's answers leak only what the copy agrees beyond that.
+    pool = reference.split(plan.seed)[0]
+    public = SoftmaxRegression(n_classes).fit(pool, reference.pool_labels(plan.seed))
+    public_score = agreement(public.predict(x_hold[:answered]), labels)
     leakage = {
         "score": round(score, 4),
         "baseline": round(baseline, 4),
+        "public_baseline": round(public_score, 4),
+        "gain_over_public": round(score - public_score, 4),
         "rows": answered,
     }
     return leakage, evaluation
