@@ -64,6 +64,17 @@ def test_reverse_correlation_is_blocked_within_200_queries() -> None:
     assert "off_data" in reason
 
 
+@pytest.mark.parametrize("scale", [1.5, 1.0, 0.5])
+def test_smaller_probes_are_blocked_too(scale: float) -> None:
+    """Probes nearer the data pass the profile more often; then the answered ones hug the
+    boundary (the refused rows, without scores, do not dilute that signal): blocked by 200."""
+    mon = Monitor(policy(), PROFILE)
+    rows = probes(400, scale=scale, seed=3)
+    outcomes = [request(mon, "attacker", rows[i : i + 20]) for i in range(0, 400, 20)]
+    assert "blocked" in outcomes
+    assert 20 * (outcomes.index("blocked") + 1) <= 200
+
+
 def test_one_probe_per_request_is_blocked_too() -> None:
     """Single-row probes: the refused ones count even when others are answered."""
     mon = Monitor(policy(), PROFILE)

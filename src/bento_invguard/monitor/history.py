@@ -31,7 +31,7 @@ class History:
     digests: np.ndarray = field(init=False)
     near: np.ndarray = field(init=False)
     boundary: np.ndarray = field(init=False)
-    off_data: np.ndarray = field(init=False)  # refused by the reference profile
+    off_data: np.ndarray = field(init=False)  # in a request the reference profile refused
 
     near_count: int = field(init=False, default=0)
     boundary_count: int = field(init=False, default=0)
@@ -89,7 +89,8 @@ class History:
         if n == 0:
             return {"near_duplicate": 0.0, "boundary": 0.0, "off_data": 0.0, "burst": 0.0}
         dup = self.near_count / n
-        rate = self.boundary_count / n
+        answered = n - self.off_data_count  # rows of refused requests have no scores
+        rate = self.boundary_count / answered if answered else 0.0
         benign = policy.benign_boundary_rate
         boundary = max(0.0, rate - benign) / (1.0 - benign)
         off_rate, benign_off = self.off_data_count / n, policy.benign_off_data_rate

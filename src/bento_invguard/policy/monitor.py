@@ -60,8 +60,8 @@ class MonitorPolicy(_Strict):
         default=0.05,
         ge=0,
         lt=1,
-        description="Share of rows refused by the reference profile that benign traffic shows; "
-        "beyond it, refused rows raise the off_data signal.",
+        description="Share of rows in requests the reference profile refused that benign "
+        "traffic shows; beyond it, such rows raise the off_data signal.",
     )
     burst_factor: float = Field(
         default=20.0, gt=1, description="Short-term rate over the principal's own long-term rate."
