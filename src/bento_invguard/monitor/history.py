@@ -89,8 +89,9 @@ class History:
         if n == 0:
             return {"near_duplicate": 0.0, "boundary": 0.0, "off_data": 0.0, "burst": 0.0}
         dup = self.near_count / n
-        answered = n - self.off_data_count  # rows of refused requests have no scores
-        rate = self.boundary_count / answered if answered else 0.0
+        # rows of refused requests have no scores; a rate over a handful of rows means nothing
+        answered = n - self.off_data_count
+        rate = self.boundary_count / answered if answered >= policy.min_queries else 0.0
         benign = policy.benign_boundary_rate
         boundary = max(0.0, rate - benign) / (1.0 - benign)
         off_rate, benign_off = self.off_data_count / n, policy.benign_off_data_rate
