@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import TTLCache
 from limits import RateLimitItem, parse_many
 from limits.aio import strategies
 
@@ -112,7 +111,8 @@ class RateLimiter:
         self._storage = storage
         self._strategies: dict[str, strategies.RateLimiter] = {}
         # Last seen remaining rows per principal/endpoint, a hint for the fast path only.
-        self._hints: TTLCache[tuple[str, ...], int] = TTLCache(maxsize=100_000, ttl=60)
+        # A stale hint only costs a refused request its refund (hits are atomic).
+        self._hints: dict[tuple[str, ...], int] = {}
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
         # The windows of each (tier, caller, endpoint), built once: keys are strings to join.
         self._windows: dict[tuple[str | None, ...], list[_Window]] = {}
@@ -258,6 +258,8 @@ class RateLimiter:
     async def _read_status(self, windows: list[_Window], hint_key: tuple[str, ...]) -> LimitStatus:
         stats = await self._bounded(self._stats_calls(windows))
         tightest = min(range(len(windows)), key=lambda i: stats[i].remaining)
+        if len(self._hints) >= WINDOW_CACHE_SIZE:
+            self._hints.clear()
         self._hints[hint_key] = stats[tightest].remaining
         return LimitStatus(
             limit=windows[tightest].item.amount,
