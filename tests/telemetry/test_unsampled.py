@@ -12,6 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from bento_invguard import QueryContext
+from bento_invguard.audit import AuditEntry
+from bento_invguard.telemetry.outcome import Outcome
 from bento_invguard.telemetry.tracing import QueryTracer
 
 
@@ -33,6 +35,11 @@ def test_under_bentoml_an_unsampled_trace_gets_no_guard_span(parent_sampled: boo
     tracer.start(ctx)
     assert parent_sampled == (ctx.span is not None)
     ctx.decide("access", "reject", "unauthenticated")  # no span: nothing to add to, no error
+    ctx.status = 401
+    entry = AuditEntry.of(ctx, Outcome.of(ctx, with_digest=False), None)
+    assert f"{0x1234:032x}" == entry.trace_id  # the request's trace, with or without a span
+    if not parent_sampled:
+        assert f"{0x99:016x}" == entry.span_id
 
 
 def test_a_provider_passed_in_decides_for_itself(parent_sampled: bool) -> None:

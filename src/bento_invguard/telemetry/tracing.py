@@ -56,6 +56,7 @@ class QueryTracer:
         if self._follows_bentoml_sampling:
             parent = trace.get_current_span(current).get_span_context()
             if parent.is_valid and not parent.trace_flags.sampled:
+                ctx.trace_context = parent
                 return
         span = self.tracer.start_span(a.SPAN_NAME, context=current, kind=SpanKind.INTERNAL)
         ctx.span = span
