@@ -59,6 +59,9 @@ class QueryContext:
     degraded: bool = False
     #: The span of this query while it is recorded; HTTP status once answered.
     span: Any = None
+    #: The span context of the request when the query has no span of its own (an
+    #: unsampled trace): the audit record still carries its trace id.
+    trace_context: Any = None
     status: int | None = None
     #: True when the guard wrapper (not the middleware) opened this query.
     opened_by_guard: bool = False

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from bento_invguard import InvalidInput, PolicyError, Profile
 from bento_invguard.context import QueryContext
@@ -127,3 +130,28 @@ def test_profile_fit_refuses_bad_data() -> None:
         Profile.fit(np.array([[np.nan, 1.0]]))
     with pytest.raises(ValueError, match="n_samples"):
         Profile.fit(np.array([1.0, 2.0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=hnp.arrays(
+        dtype=st.sampled_from([np.float64, np.float32, np.int64]),
+        shape=st.tuples(st.integers(1, 4), st.just(3)),
+    ),
+    finite=st.booleans(),
+)
+def test_a_batch_passes_exactly_when_every_value_is_allowed(rows: np.ndarray, finite: bool) -> None:
+    """The two-reduction fast path never passes a batch the value-by-value checks refuse."""
+    spec = InputPolicy(shape=(3,), dtype="number", finite=finite, min=-5.0, max=5.0)
+    values = rows.astype(np.float64)
+    allowed = bool(
+        ((~np.isnan(values)) & (values >= -5.0) & (values <= 5.0)).all()
+        and (not finite or np.isfinite(values).all())
+    )
+    try:
+        InputValidator(spec)(QueryContext(endpoint="predict"), rows)
+        passed = True
+    except InvalidInput as refusal:
+        passed = False
+        assert refusal.check in {"finite", "range"}
+    assert allowed == passed

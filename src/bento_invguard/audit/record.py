@@ -65,7 +65,7 @@ class AuditEntry:
 
     @classmethod
     def of(cls, ctx: QueryContext, outcome: Outcome, model: ModelInfo | None) -> AuditEntry:
-        trace_id, span_id = _span_ids(ctx.span)
+        trace_id, span_id = _span_ids(ctx.span, ctx.trace_context)
         return cls(
             time=time.time(),
             principal=ctx.principal,
@@ -131,14 +131,13 @@ class AuditEntry:
         return record
 
 
-def _span_ids(span: Any) -> tuple[str | None, str | None]:
-    if span is None:
-        return None, None
+def _span_ids(span: Any, fallback: Any = None) -> tuple[str | None, str | None]:
+    """Trace and span id of the query's span, else of the request's (``fallback``)."""
     try:
-        sc = span.get_span_context()
+        sc = span.get_span_context() if span is not None else fallback
     except Exception:
         return None, None
-    if not sc.is_valid:
+    if sc is None or not sc.is_valid:
         return None, None
     return format(sc.trace_id, "032x"), format(sc.span_id, "016x")
 

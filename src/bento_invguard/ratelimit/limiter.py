@@ -6,11 +6,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import TTLCache
 from limits import RateLimitItem, parse_many
 from limits.aio import strategies
 
@@ -58,11 +57,21 @@ class _Window:
     identifiers: tuple[str, ...]
     scope: str  # "principal" or "endpoint", for messages
     strategy: str
+    key: str  # the storage key, as limits' strategies build it
+    expiry: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    reset_time: float
+    remaining: int
 
 
 #: With strategy "auto", windows up to this long are moving windows (exact over any
 #: interval); longer ones, the budgets, are fixed windows (one counter, O(1) memory).
 AUTO_MOVING_MAX_SECONDS = 3600
+#: Callers whose windows are kept built; beyond it the cache starts again.
+WINDOW_CACHE_SIZE = 100_000
 
 
 def strategy_for(item: RateLimitItem, configured: str) -> str:
@@ -102,8 +111,11 @@ class RateLimiter:
         self._storage = storage
         self._strategies: dict[str, strategies.RateLimiter] = {}
         # Last seen remaining rows per principal/endpoint, a hint for the fast path only.
-        self._hints: TTLCache[tuple[str, ...], int] = TTLCache(maxsize=100_000, ttl=60)
+        # A stale hint only costs a refused request its refund (hits are atomic).
+        self._hints: dict[tuple[str, ...], int] = {}
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
+        # The windows of each (tier, caller, endpoint), built once: keys are strings to join.
+        self._windows: dict[tuple[str | None, ...], list[_Window]] = {}
 
     def limiter(self, name: str) -> strategies.RateLimiter:
         # Opened on first use: an async storage belongs to the serving event loop.
@@ -126,11 +138,13 @@ class RateLimiter:
             self._storage = None
 
     def windows(self, ctx: QueryContext) -> list[_Window]:
-        found: list[_Window] = []
+        who = ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
+        cache_key = (ctx.tier_name, ctx.endpoint, *who)
+        found = self._windows.get(cache_key)
+        if found is not None:
+            return found
+        found = []
         if ctx.tier_name in self.tier_limits:
-            who = (
-                ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
-            )
             found += [
                 self._window(item, who, "principal") for item in self.tier_limits[ctx.tier_name]
             ]
@@ -139,13 +153,50 @@ class RateLimiter:
                 self._window(item, ("endpoint", ctx.endpoint), "endpoint")
                 for item in self.endpoint_limits[ctx.endpoint]
             ]
+        if len(self._windows) >= WINDOW_CACHE_SIZE:
+            self._windows.clear()
+        self._windows[cache_key] = found
         return found
 
     def _window(self, item: RateLimitItem, who: tuple[str, str], scope: str) -> _Window:
         name = strategy_for(item, self._strategy_name)
         # The strategy is part of the key: strategies keep different Redis types, and
         # switching strategy must not meet the old keys (WRONGTYPE) until they expire.
-        return _Window(item, (NAMESPACE, name, *who), scope, name)
+        identifiers = (NAMESPACE, name, *who)
+        return _Window(
+            item, identifiers, scope, name, item.key_for(*identifiers), item.get_expiry()
+        )
+
+    def _hit(self, window: _Window, cost: int) -> Awaitable[bool]:
+        """One window's hit: the storage call limits' strategy makes, with the key built once."""
+        if window.strategy == "moving-window":
+            storage: Any = self.storage
+            return storage.acquire_entry(  # type: ignore[no-any-return]
+                window.key, window.item.amount, window.expiry, amount=cost
+            )
+        if window.strategy == "fixed-window":
+            return self._fixed_hit(window, cost)
+        return self.limiter(window.strategy).hit(window.item, *window.identifiers, cost=cost)
+
+    async def _fixed_hit(self, window: _Window, cost: int) -> bool:
+        storage: Any = self.storage
+        count = await storage.incr(window.key, window.expiry, amount=cost)
+        return bool(count <= window.item.amount)
+
+    async def _stats(self, window: _Window) -> Any:
+        """Reset time and rows left in one window, as limits' get_window_stats reads them."""
+        storage: Any = self.storage
+        if window.strategy == "moving-window":
+            start, used = await storage.get_moving_window(
+                window.key, window.item.amount, window.expiry
+            )
+            return _Stats(start + window.expiry, window.item.amount - used)
+        if window.strategy == "fixed-window":
+            used = await storage.get(window.key)
+            return _Stats(await storage.get_expiry(window.key), max(0, window.item.amount - used))
+        return await self.limiter(window.strategy).get_window_stats(
+            window.item, *window.identifiers
+        )
 
     async def spend(self, ctx: QueryContext, cost: int) -> None:
         """Spend ``cost`` rows for the query, or raise RateLimited / ServiceUnavailable.
@@ -167,9 +218,7 @@ class RateLimiter:
                 short = [i for i, st in enumerate(stats) if st.remaining < cost]
                 if short:
                     self._refuse(ctx, windows, stats, short, cost)
-            hits = await self._bounded(
-                self.limiter(w.strategy).hit(w.item, *w.identifiers, cost=cost) for w in windows
-            )
+            hits = await self._bounded(self._hit(w, cost) for w in windows)
             if not all(hits):
                 await self._refund(windows, cost)
                 stats = await self._bounded(self._stats_calls(windows))
@@ -209,6 +258,8 @@ class RateLimiter:
     async def _read_status(self, windows: list[_Window], hint_key: tuple[str, ...]) -> LimitStatus:
         stats = await self._bounded(self._stats_calls(windows))
         tightest = min(range(len(windows)), key=lambda i: stats[i].remaining)
+        if len(self._hints) >= WINDOW_CACHE_SIZE:
+            self._hints.clear()
         self._hints[hint_key] = stats[tightest].remaining
         return LimitStatus(
             limit=windows[tightest].item.amount,
@@ -217,14 +268,14 @@ class RateLimiter:
         )
 
     def _stats_calls(self, windows: list[_Window]) -> list[Any]:
-        return [self.limiter(w.strategy).get_window_stats(w.item, *w.identifiers) for w in windows]
+        return [self._stats(w) for w in windows]
 
     async def _refund(self, windows: list[_Window], cost: int) -> None:
         # A fixed-window hit counts even when it fails; give those rows back.
         fixed = [w for w in windows if w.strategy == "fixed-window"]
         if fixed:
             storage: Any = self.storage
-            await self._bounded(storage.decr(w.item.key_for(*w.identifiers), cost) for w in fixed)
+            await self._bounded(storage.decr(w.key, cost) for w in fixed)
 
     def _refuse(
         self,

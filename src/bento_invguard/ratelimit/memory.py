@@ -22,9 +22,21 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from limits.aio.storage import MemoryStorage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unwrapped(method: F) -> F:
+    """The method without limits' error-wrapping layers (see the end of this module)."""
+    while hasattr(method, "__wrapped__"):
+        method = method.__wrapped__
+    return method
+
+
+_acquire_entry = _unwrapped(MemoryStorage.acquire_entry)
 
 #: Seconds between two sweep steps, and keys examined per step.
 SWEEP_SECONDS = 0.25
@@ -69,7 +81,7 @@ class SweepingMemoryStorage(MemoryStorage):
             self.sweep(self._sweep_keys)
 
     async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        acquired = await super().acquire_entry(key, limit, expiry, amount)
+        acquired: bool = await _acquire_entry(self, key, limit, expiry, amount)
         events = self.events.get(key)
         if events is not None and len(events) > limit:
             del events[limit:]  # newest first: past ``limit`` nothing is ever read
@@ -119,3 +131,23 @@ class SweepingMemoryStorage(MemoryStorage):
             self.storage.pop(key, None)
             self.expirations.pop(key, None)
             self.locks.pop(key, None)
+
+
+# limits wraps a storage's methods to turn backend errors into StorageError, again
+# in every subclass (so twice here), and the memory storage's own calls to
+# ``self.get`` go through the wrappers too: about 24 wrapper calls per request of
+# three windows. An in-process dict raises no backend errors; call them directly.
+for _name in (
+    "incr",
+    "get",
+    "get_expiry",
+    "clear",
+    "check",
+    "reset",
+    "acquire_entry",
+    "get_moving_window",
+    "acquire_sliding_window_entry",
+    "get_sliding_window",
+    "clear_sliding_window",
+):
+    setattr(SweepingMemoryStorage, _name, _unwrapped(getattr(SweepingMemoryStorage, _name)))

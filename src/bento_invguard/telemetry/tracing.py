@@ -28,6 +28,9 @@ class QueryTracer:
         self._provider = provider
         self._under_bentoml = under_bentoml
         self._tracer: trace.Tracer | None = None
+        #: Unsampled traces are skipped only under BentoML's provider (its sampler is
+        #: parent-based); a provider passed in may sample what BentoML does not.
+        self._follows_bentoml_sampling = provider is None and under_bentoml
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -41,10 +44,21 @@ class QueryTracer:
         return tracer
 
     def start(self, ctx: QueryContext) -> None:
-        """Start the query's span under the current context and put it on ``ctx.span``."""
-        span = self.tracer.start_span(
-            a.SPAN_NAME, context=otel_context.get_current(), kind=SpanKind.INTERNAL
-        )
+        """Start the query's span under the current context and put it on ``ctx.span``.
+
+        Under BentoML's own tracer provider, a request whose trace is not
+        sampled gets no span: BentoML's sampler records every span (for the
+        trace id in its logs) but exports only sampled ones, so filling one
+        would cost more than the guard's controls and reach no backend. The
+        metrics and the audit trail carry the same facts.
+        """
+        current = otel_context.get_current()
+        if self._follows_bentoml_sampling:
+            parent = trace.get_current_span(current).get_span_context()
+            if parent.is_valid and not parent.trace_flags.sampled:
+                ctx.trace_context = parent
+                return
+        span = self.tracer.start_span(a.SPAN_NAME, context=current, kind=SpanKind.INTERNAL)
         ctx.span = span
         if span.is_recording() and ctx.endpoint is not None:
             span.set_attribute(a.ENDPOINT, ctx.endpoint)

@@ -6,6 +6,7 @@ ndarray inputs; these only check, and name the first offending position.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,26 @@ class InputValidator:
             )
 
     def _check_values(self, arr: np.ndarray) -> None:
+        if not self._within_bounds(arr):
+            self._find_bad_value(arr)
+        self._check_profile(arr)
+
+    def _within_bounds(self, arr: np.ndarray) -> bool:
+        """The common case in two reductions: every value finite and within [min, max].
+
+        NaN makes both comparisons false, so any doubt goes to the exact search.
+        """
+        low, high = float(arr.min()), float(arr.max())
+        spec = self.spec
+        return (
+            math.isfinite(low)
+            and math.isfinite(high)
+            and (spec.min is None or low >= spec.min)
+            and (spec.max is None or high <= spec.max)
+        )
+
+    def _find_bad_value(self, arr: np.ndarray) -> None:
+        """Raise for the first value that fails finite / min / max, naming its position."""
         spec = self.spec
         if spec.finite and arr.dtype.kind == "f":
             bad = ~np.isfinite(arr)
@@ -95,6 +116,8 @@ class InputValidator:
                 raise InvalidInput(
                     "range", f"value {arr[at]} at {_position(at)} is above max {spec.max}"
                 )
+
+    def _check_profile(self, arr: np.ndarray) -> None:
         if self.profile is not None:
             if arr.shape[1:] != self.profile.feature_shape:
                 raise InvalidInput(
