@@ -58,23 +58,44 @@ def test_inversion_with_full_scores_is_blocked(
     assert saved["queries"] == q
 
 
-def test_label_only_on_public_key_is_rate_limited(
+def test_label_only_on_public_key_is_refused_then_blocked(
     capsys: pytest.CaptureFixture[str], digits_server: DigitsServer, reference_file: Path
 ) -> None:
-    """Public key (labels, 20 rows/s): the 429s are waited out and recorded."""
+    """Public key (labels): the probes are refused as far from the data, then the key is
+    blocked (off_data); nothing is learnt."""
     key = digits_server.key("public")
     code, report, err = attack(
-        capsys, digits_server, "--key", key, "--attack", "label-only", "--budget", "60",
+        capsys, digits_server, "--key", key, "--attack", "label-only", "--budget", "200",
         "--reference", reference_file,
     )  # fmt: skip
     assert code == 0, err
     assert report is not None
     q = report["queries"]
-    assert q["answers"] == "labels"
+    assert "blocked" == report["stopped"]
+    assert q["rejected"]["invalid_input"] > 0
+    assert q["blocked_at"] is not None and q["blocked_at"] <= 200
+    assert "off_data" in report["stop_detail"]
+    assert 0.1 == report["leakage"]["chance"]
+    assert report["leakage"]["score"] <= 0.2
+
+
+def test_extraction_on_public_key_is_rate_limited(
+    capsys: pytest.CaptureFixture[str], digits_server: DigitsServer, reference_file: Path
+) -> None:
+    """Public key (labels, 20 rows/s), natural rows: the 429s are waited out and recorded."""
+    key = digits_server.key("public")
+    code, report, err = attack(
+        capsys, digits_server, "--key", key, "--attack", "extraction", "--budget", "60",
+        "--reference", reference_file,
+    )  # fmt: skip
+    assert code == 0, err
+    assert report is not None
+    q = report["queries"]
+    assert "labels" == q["answers"]
     assert q["first_rate_limited_at"] is not None
     assert q["rejected"].get("rate_limited", 0) > 0
-    assert q["answered"] + q["rejected"].get("invalid_input", 0) <= 60
-    assert report["leakage"]["chance"] == 0.1
+    assert q["answered"] <= 60
+    assert report["leakage"]["public_baseline"] > report["leakage"]["baseline"]
 
 
 def test_extraction_reports_agreement(
