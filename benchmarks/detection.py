@@ -9,7 +9,8 @@ Monitor (memory state) sees every query with the model's full scores, as the
 guard pipeline calls it: ``check_block`` before, ``assess`` after the model.
 The policy is the default one plus ``input: {shape: [64], min: 0, max: 16}``
 and the reference profile ``Profile.fit(x_train)``; rows that fail those
-input checks get a 422 and never reach the monitor. A caller gets what its
+input checks get a 422 and never reach the model; the rows of a request the
+profile refuses count in the monitor's off_data signal, as in the guard. A caller gets what its
 tier gives (full scores, or labels), labels once the monitor degrades it,
 and nothing once it is blocked.
 
@@ -283,8 +284,9 @@ _DISTRIBUTED = re.compile(r"distributed=(\d+)")
 class Gate:
     """One principal's view of the guarded predict endpoint, in process.
 
-    ``check_block``, the model, ``Monitor.assess``, then the tier's output
-    (labels once degraded). Records when the principal was first flagged,
+    ``check_block``, the input checks (a profile refusal goes to
+    ``Monitor.observe_refused``, as in the guard), the model, ``Monitor.assess``,
+    then the tier's output (labels once degraded). Records when the principal was first flagged,
     degraded and blocked (counted in rows, the blocking query included).
     """
 
@@ -317,14 +319,18 @@ class Gate:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         if self.clock is not None:
             self.clock.advance(len(rows) / self.rate)
-        if not self.d.valid(rows):  # 422 before the model: the monitor never sees it
-            self.rejected += len(rows)
-            raise Rejected("invalid_input")
         ctx = QueryContext(endpoint="predict", principal=self.principal, tier_name="public")
         try:
             run_without_io(self.monitor.check_block(ctx))
         except Blocked:
             raise Refused("blocked") from None
+        if not self.d.valid(rows):  # 422 before the model
+            self.rejected += len(rows)
+            if bool(((rows >= 0) & (rows <= 16)).all()):  # a profile refusal: off_data
+                self.monitor.observe_refused_soon(ctx, rows)
+                blocked = any(d.outcome == "block" for d in ctx.decisions)
+                self._note(ctx, len(rows), blocked=blocked)  # blocked from the next query
+            raise Rejected("invalid_input")
         ctx.input = rows
         ctx.scores = self.d.model.predict_proba(rows)
         try:
