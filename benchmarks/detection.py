@@ -217,8 +217,10 @@ class NearOnlyDistributedMonitor(Monitor):
 
     _fresh_near: np.ndarray | None = None
 
-    def _observe(self, history: Any, sigs: Any, digests: Any, margins: Any) -> np.ndarray:
-        fresh: np.ndarray = super()._observe(history, sigs, digests, margins)
+    def _observe(
+        self, history: Any, sigs: Any, digests: Any, margins: Any, off_data: Any = None
+    ) -> np.ndarray:
+        fresh: np.ndarray = super()._observe(history, sigs, digests, margins, off_data)
         n = int(fresh.sum())
         if n <= history.window:
             slots = (history.count - n + np.arange(n)) % history.window
