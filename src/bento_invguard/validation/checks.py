@@ -29,6 +29,8 @@ class InputValidator:
     def __init__(self, spec: InputPolicy, profile: Profile | None = None) -> None:
         self.spec = spec
         self.profile = profile
+        self._profile_check = profile.check if profile is not None else None
+        self._profile_shape = tuple(profile.feature_shape) if profile is not None else ()
         self._kinds = _KINDS[spec.dtype]
         if profile is not None and spec.shape is not None and profile.feature_shape != spec.shape:
             from ..errors import PolicyError
@@ -118,14 +120,15 @@ class InputValidator:
                 )
 
     def _check_profile(self, arr: np.ndarray) -> None:
-        if self.profile is not None:
-            if arr.shape[1:] != self.profile.feature_shape:
+        check = self._profile_check
+        if check is not None:
+            if arr.shape[1:] != self._profile_shape:
                 raise InvalidInput(
                     "shape",
                     f"the reference profile expects rows of shape "
-                    f"{tuple(self.profile.feature_shape)}, got {tuple(arr.shape[1:])}",
+                    f"{self._profile_shape}, got {tuple(arr.shape[1:])}",
                 )
-            v = self.profile.first_violation(arr)
+            v = check.first_violation(arr)
             if v is not None:
                 raise InvalidInput("profile", v.detail)
 

@@ -157,6 +157,51 @@ class Violation(BaseModel):
         )
 
 
+class ProfileCheck:
+    """A profile's checks, in plain attributes for the request path.
+
+    (A pydantic model's private attributes are read through ``__getattr__``,
+    which cost more than the comparisons themselves.)
+    """
+
+    __slots__ = ("hi", "limit2", "lo", "max_outside", "subspace")
+
+    def __init__(
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        max_outside: int,
+        subspace: _Subspace | None,
+        limit2: float,
+    ) -> None:
+        self.lo, self.hi, self.max_outside = lo, hi, max_outside
+        self.subspace, self.limit2 = subspace, limit2
+
+    def first_violation(self, rows: np.ndarray) -> Violation | None:
+        """The first row with more than ``max_outside`` features outside the bounds,
+        or (if none) the first row farther from the data than the distance limit."""
+        lo, hi = self.lo, self.hi
+        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
+        outside = (flat < lo) | (flat > hi)
+        if outside.any():
+            too_many = outside.sum(axis=1) > self.max_outside
+            if too_many.any():
+                row = int(np.argmax(too_many))
+                feature = int(np.argmax(outside[row]))
+                return Violation(
+                    row=row,
+                    feature=feature,
+                    value=float(flat[row, feature]),
+                    lower=float(lo[feature]),
+                    upper=float(hi[feature]),
+                )
+        if self.subspace is not None:
+            far = self.subspace.squared(flat) > self.limit2
+            if far.any():
+                return Violation(row=int(np.argmax(far)), kind="distance")
+        return None
+
+
 class Profile(BaseModel):
     """Per-feature bounds and a distance to the data, fitted on training data.
 
@@ -200,6 +245,7 @@ class Profile(BaseModel):
     _hi: np.ndarray = PrivateAttr()
     _subspace: _Subspace | None = PrivateAttr(default=None)
     _limit2: float = PrivateAttr(default=np.inf)
+    _check: ProfileCheck = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         # Arrays built once, so a check costs two vector comparisons and two products.
@@ -218,6 +264,14 @@ class Profile(BaseModel):
                 self.residual_variance,
             )
             self._limit2 = self.distance_limit**2
+        self._check = ProfileCheck(
+            self._lo, self._hi, self.max_outside, self._subspace, self._limit2
+        )
+
+    @property
+    def check(self) -> ProfileCheck:
+        """The checks as a plain object: what the input validator calls per request."""
+        return self._check
 
     def __eq__(self, other: object) -> bool:
         # The cached arrays are derived data; compare the fields only.
@@ -378,23 +432,4 @@ class Profile(BaseModel):
     def first_violation(self, rows: np.ndarray) -> Violation | None:
         """The first row with more than ``max_outside`` features outside the bounds,
         or (if none) the first row farther from the data than ``distance_limit``."""
-        lo, hi = self._lo, self._hi
-        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
-        outside = (flat < lo) | (flat > hi)
-        if outside.any():
-            too_many = outside.sum(axis=1) > self.max_outside
-            if too_many.any():
-                row = int(np.argmax(too_many))
-                feature = int(np.argmax(outside[row]))
-                return Violation(
-                    row=row,
-                    feature=feature,
-                    value=float(flat[row, feature]),
-                    lower=float(lo[feature]),
-                    upper=float(hi[feature]),
-                )
-        if self._subspace is not None:
-            far = self._subspace.squared(flat) > self._limit2
-            if far.any():
-                return Violation(row=int(np.argmax(far)), kind="distance")
-        return None
+        return self._check.first_violation(rows)
