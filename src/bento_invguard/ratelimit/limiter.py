@@ -70,8 +70,11 @@ class _Stats:
 #: With strategy "auto", windows up to this long are moving windows (exact over any
 #: interval); longer ones, the budgets, are fixed windows (one counter, O(1) memory).
 AUTO_MOVING_MAX_SECONDS = 3600
-#: Callers whose windows are kept built; beyond it the cache starts again.
-WINDOW_CACHE_SIZE = 100_000
+#: Callers whose windows are kept built (about 1 KB each); beyond it the cache starts
+#: again, so a worker holds at most ~10 MB of them.
+WINDOW_CACHE_SIZE = 10_000
+#: Callers whose last-seen remaining rows are kept (a hint for the fast path).
+HINTS_SIZE = 100_000
 
 
 def strategy_for(item: RateLimitItem, configured: str) -> str:
@@ -258,7 +261,7 @@ class RateLimiter:
     async def _read_status(self, windows: list[_Window], hint_key: tuple[str, ...]) -> LimitStatus:
         stats = await self._bounded(self._stats_calls(windows))
         tightest = min(range(len(windows)), key=lambda i: stats[i].remaining)
-        if len(self._hints) >= WINDOW_CACHE_SIZE:
+        if len(self._hints) >= HINTS_SIZE:
             self._hints.clear()
         self._hints[hint_key] = stats[tightest].remaining
         return LimitStatus(
