@@ -125,8 +125,12 @@ class StorageFailures:
     warning per 10 seconds at most, so an outage does not flood the log.
     """
 
-    def __init__(self, policy: Policy, control: str, what: str) -> None:
-        self.fail_open = policy.on_storage_error == "open"
+    def __init__(
+        self, policy: Policy, control: str, what: str, *, fail_open: bool | None = None
+    ) -> None:
+        """``fail_open`` overrides the policy where refusing cannot help (the query
+        is refused already, for instance)."""
+        self.fail_open = policy.on_storage_error == "open" if fail_open is None else fail_open
         self.control = control
         self.what = what
         self._last_warning = -math.inf
@@ -136,10 +140,10 @@ class StorageFailures:
         if now - self._last_warning > 10.0:
             self._last_warning = now
             logger.warning(
-                "bento_invguard: %s storage failed (%r); on_storage_error=%s",
+                "bento_invguard: %s storage failed (%r); %s",
                 self.what,
                 exc,
-                "open" if self.fail_open else "closed",
+                "served without it" if self.fail_open else "refused with 503",
             )
         if self.fail_open:
             ctx.decide(self.control, "not_applied", f"storage error: {type(exc).__name__}")

@@ -56,8 +56,9 @@ class Monitor:
         self.in_process = store is None and _memory(policy)
         self._storage_failed = StorageFailures(policy, "monitor", "monitor")
         # a request the profile refused stays refused whatever the storage does
-        self._refusal_storage_failed = StorageFailures(policy, "monitor", "monitor")
-        self._refusal_storage_failed.fail_open = True
+        self._refusal_storage_failed = StorageFailures(
+            policy, "monitor", "monitor (for a refused request)", fail_open=True
+        )
         self._pending: set[asyncio.Task[None]] = set()
         self.timeout = policy.rate_limiting.timeout
 
@@ -161,12 +162,12 @@ class Monitor:
         """
         if not self.enabled or not ctx.via_http or self.profile is None:
             return
-        rows = np.asarray(value, dtype=np.float64)
-        rows = rows.reshape(rows.shape[0], -1)
-        if rows.shape[1] != len(self.profile.mean):
-            return
-        key = self.key(ctx)
         try:
+            rows = np.asarray(value, dtype=np.float64)
+            rows = rows.reshape(rows.shape[0], -1)
+            if rows.shape[1] != len(self.profile.mean):
+                return
+            key = self.key(ctx)
             history = await self._bounded(self.store.load(key))
             history = history or History(self.settings.window)
             off = np.ones(len(rows), dtype=bool)
