@@ -158,3 +158,11 @@ def test_a_batch_passes_exactly_when_every_value_is_allowed(rows: np.ndarray, fi
         passed = False
         assert refusal.check in {"finite", "range"}
     assert allowed == passed
+
+
+@pytest.mark.parametrize("value", [[[]], [[], []], np.zeros((2, 0, 3))])
+def test_rows_without_values_are_checked_not_crashed(value: object) -> None:
+    """Rows of zero values (a policy without a shape) pass the value checks: nothing to check."""
+    spec = InputPolicy(shape=None, dtype="float", min=0.0, max=1.0)
+    ctx = check(spec, value)
+    assert len(value) == ctx.rows  # type: ignore[arg-type]

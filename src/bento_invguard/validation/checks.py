@@ -86,7 +86,10 @@ class InputValidator:
         """The common case in two reductions: every value finite and within [min, max].
 
         NaN makes both comparisons false, so any doubt goes to the exact search.
+        Rows of no values (shape (n, 0), when the policy sets no shape) hold none.
         """
+        if arr.size == 0:
+            return True
         low, high = float(arr.min()), float(arr.max())
         spec = self.spec
         return (
