@@ -76,10 +76,8 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
 from tests.integration.conftest import (  # noqa: E402
-    HOST,
-    bentoml_command,
     copy_example,
-    free_port,
+    launch_serve,
     load_module,
     server_env,
     stop_process_tree,
@@ -231,19 +229,9 @@ def write_apps(app_dir: Path) -> None:
 
 
 def start(name: str, target: str, app_dir: Path, env: dict[str, str], root: Path) -> Server:
-    port = free_port()
     log_path = root / f"{name}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [*bentoml_command(), "serve", target, "--host", HOST, "--port", str(port)],
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server(name, f"http://{HOST}:{port}", proc, log_path)
+    proc, url = launch_serve(app_dir, env, log_path, target)
+    return Server(name, url, proc, log_path)
 
 
 # ------------------------------------------------------------------ runs

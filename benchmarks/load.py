@@ -36,7 +36,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -49,8 +48,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 import yaml
+from serving import Server
 
 from bento_invguard import Profile, generate_key, hash_key
 
@@ -68,10 +67,8 @@ ROUNDS = 6
 REQUESTS_PER_LEG = 2000
 WARMUP = 300
 BUDGET_S = 170.0  # no new round starts past this (setup included)
-READY_TIMEOUT_S = 90.0
 TIERS = ("public", "partner", "trusted")
 GENEROUS_LIMIT = "1000/second;1000000/day"
-TARGET = "service:DigitsClassifier"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
 
 
@@ -83,11 +80,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def bentoml_command() -> list[str]:
-    script = Path(sys.executable).with_name("bentoml")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bentoml"]
 
 
 class Redis:
@@ -114,73 +106,6 @@ class Redis:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
-
-
-class Server:
-    """``bentoml serve`` on loopback; output to a file; stopped with its process tree."""
-
-    def __init__(self, name: str, app_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.url = f"http://{HOST}:{free_port()}"
-        self.log_path = app_dir.parent / f"{name}.log"
-        port = self.url.rsplit(":", 1)[1]
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*bentoml_command(), "serve", TARGET, "--host", HOST, "--port", port],
-                cwd=app_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.tree: list[psutil.Process] = []
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with httpx.Client(base_url=self.url, timeout=2.0) as probe:
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                with contextlib.suppress(httpx.TransportError):
-                    if probe.get("/readyz").status_code == 200:
-                        return
-                time.sleep(0.2)
-        raise SystemExit(f"{self.name} did not start:\n{self.log()[-4000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def cpu_seconds(self) -> float:
-        """CPU time of the server's whole process tree (arbiter and workers)."""
-        total = 0.0
-        with contextlib.suppress(psutil.NoSuchProcess):
-            root = psutil.Process(self.proc.pid)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = proc.cpu_times()
-                    total += times.user + times.system
-        return total
-
-    def workers_seen(self) -> set[str]:
-        import re
-
-        return set(re.findall(r"\[entry_service:digits_classifier:(\d+)\]", self.log()))
-
-    def stop(self) -> None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self.tree = psutil.Process(self.proc.pid).children(recursive=True)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=20)
-        _, alive = psutil.wait_procs(self.tree, timeout=20)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
 
 
 # ---------------------------------------------------------------- setup

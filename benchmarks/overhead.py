@@ -66,8 +66,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -100,7 +98,6 @@ HTTP_THREADS = 4
 HTTP_PER_LEG = 600  # requests per leg, split over the threads
 HTTP_ROUNDS = 6
 HTTP_WARMUP = 200
-READY_TIMEOUT_S = 60.0
 #: Whole-run budget: HTTP rounds stop early (after at least 2) rather than pass it.
 BUDGET_S = 170.0
 _STARTED = time.monotonic()
@@ -127,8 +124,8 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import yaml  # noqa: E402
+from serving import Server  # noqa: E402
 
 from bento_invguard import generate_key, hash_key  # noqa: E402
 
@@ -699,75 +696,6 @@ def run_a2(app_dir: Path, model: Any, traffic: Traffic) -> dict[str, Any]:
 # ---------------------------------------------------------------- (b) HTTP
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """One ``bentoml serve`` on loopback, output to a log file, stopped by pid."""
-
-    def __init__(self, app_dir: Path, target: str, env: dict[str, str], name: str) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log_path = app_dir.parent / f"{name}.log"
-        bentoml_bin = Path(sys.executable).with_name("bentoml")
-        cmd = [str(bentoml_bin)] if bentoml_bin.exists() else [sys.executable, "-m", "bentoml"]
-        cmd += ["serve", target, "--host", HOST, "--port", str(self.port)]
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=app_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.tree: list[psutil.Process] = []
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        with httpx.Client(base_url=self.url, timeout=2.0) as probe:
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                with contextlib.suppress(httpx.TransportError):
-                    if probe.get("/readyz").status_code == 200:
-                        self.tree = [psutil.Process(self.proc.pid)]
-                        self.tree += self.tree[0].children(recursive=True)
-                        return
-                time.sleep(0.2)
-        tail = self.log_path.read_text(errors="replace")[-4000:]
-        raise SystemExit(f"{self.name} server did not become ready:\n{tail}")
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in self.tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
-
-    def stop(self) -> None:
-        descendants = self.tree[1:]
-        with contextlib.suppress(psutil.NoSuchProcess):
-            descendants = psutil.Process(self.proc.pid).children(recursive=True)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=20)
-        _, alive = psutil.wait_procs(descendants, timeout=20)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-
-
 def drive(url: str, traffic: Traffic, tier: str, total: int) -> dict[str, Any]:
     """``total`` POST /predict of a tier's traffic from HTTP_THREADS threads."""
     per_thread = total // HTTP_THREADS
@@ -823,12 +751,10 @@ def run_http(app_dir: Path, traffic: Traffic) -> dict[str, Any]:
     core_controls(core_dir / "invguard.yaml")
     servers = {
         "unguarded": Server(
-            app_dir, "service_plain:DigitsClassifier", server_env("unguarded"), "unguarded"
+            "unguarded", app_dir, server_env("unguarded"), "service_plain:DigitsClassifier"
         ),
-        "guarded": Server(app_dir, "service:DigitsClassifier", server_env("guarded"), "guarded"),
-        "guarded_core": Server(
-            core_dir, "service:DigitsClassifier", server_env("guarded_core"), "guarded_core"
-        ),
+        "guarded": Server("guarded", app_dir, server_env("guarded")),
+        "guarded_core": Server("guarded_core", core_dir, server_env("guarded_core")),
     }
     legs = dict(HTTP_LEGS)
     stats: dict[str, dict[str, Any]] = {
