@@ -140,3 +140,71 @@ def test_sweep_steps_follow_the_clock(steps: int) -> None:
         return swept
 
     assert steps == asyncio.run(run())
+
+
+def test_one_step_hits_match_limits_own_calls() -> None:
+    """acquire_and_count / incr_and_expiry do what limits' hit-then-read calls do.
+
+    Two storages get the same hits with random amounts: one through limits'
+    calls (acquire_entry then get_moving_window, incr then get_expiry), one
+    through the one-step methods the rate limiter uses in process. Every
+    answer, count and window end agrees (ends to the clock's jitter).
+    """
+    import random
+
+    rng = random.Random(7)
+
+    async def run() -> None:
+        ours, theirs = SweepingMemoryStorage(), SweepingMemoryStorage()
+        for _ in range(400):
+            key = f"k{rng.randrange(3)}"
+            amount = rng.choice([1, 1, 1, 2, 5])
+            if rng.random() < 0.5:
+                limit, expiry = rng.choice([(5, 60), (20, 3600), (1, 60)])
+                ok, start, used = ours.acquire_and_count(f"m-{key}", limit, expiry, amount)
+                expected = await theirs.acquire_entry(f"m-{key}", limit, expiry, amount)
+                t_start, t_used = await theirs.get_moving_window(f"m-{key}", limit, expiry)
+                assert (ok, used) == (expected, t_used)
+                assert abs(start - t_start) < 0.05
+            else:
+                count, ends = ours.incr_and_expiry(f"f-{key}", 86400, amount)
+                t_count = await theirs.incr(f"f-{key}", 86400, amount)
+                assert count == t_count
+                assert abs(ends - await theirs.get_expiry(f"f-{key}")) < 0.05
+        assert {k: len(v) for k, v in ours.events.items()} == {
+            k: len(v) for k, v in theirs.events.items()
+        }
+        assert dict(ours.storage) == dict(theirs.storage)
+
+    asyncio.run(run())
+
+
+def test_rate_limiter_status_after_one_step_hits_equals_a_fresh_read() -> None:
+    """The RateLimit status the in-process fast path gives is what reading the counts gives."""
+    from bento_invguard import QueryContext
+    from bento_invguard.errors import RateLimited
+    from bento_invguard.ratelimit.limiter import RateLimiter
+
+    policy = Policy(
+        tiers={"public": {"rate_limit": "45/second;50/minute;1000/day"}}, storage="memory://"
+    )
+
+    async def run() -> int:
+        limiter = RateLimiter(policy)
+        compared = 0
+        for i in range(60):
+            ctx = QueryContext(endpoint="predict")
+            ctx.principal, ctx.tier_name = f"p{i % 2}", "public"
+            try:
+                await limiter.spend(ctx, 1 + i % 3)
+            except RateLimited:
+                continue
+            windows = limiter.windows(ctx)
+            fresh = await limiter._read_status(windows, windows[0].identifiers)
+            assert ctx.rate is not None and isinstance(ctx.rate, type(fresh))
+            assert (ctx.rate.limit, ctx.rate.remaining) == (fresh.limit, fresh.remaining)
+            assert abs(ctx.rate.reset_after - fresh.reset_after) <= 1
+            compared += 1
+        return compared
+
+    assert asyncio.run(run()) > 20

@@ -110,3 +110,55 @@ def test_bad_shapes_raise(bad: np.ndarray) -> None:
     """Scores must be (n, classes)."""
     with pytest.raises(ValueError, match="shape"):
         truncate(bad, "label")
+
+
+one_row = hnp.arrays(
+    dtype=np.float64,
+    shape=st.tuples(st.just(1), st.integers(1, 12)),
+    elements=st.one_of(
+        st.floats(-1e6, 1e6, allow_nan=False),
+        st.sampled_from([0.0, -0.0, 0.1, 0.25, 0.2449, 0.2451, 0.5, 0.4951, 0.495, -0.005]),
+        st.floats(allow_nan=True, allow_infinity=True),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scores=one_row,
+    mode=st.sampled_from(("top_k", "rounded")),
+    k=st.integers(1, 12),
+    decimals=st.integers(0, 6),
+)
+def test_one_row_path_equals_the_array_path(
+    scores: np.ndarray, mode: str, k: int, decimals: int
+) -> None:
+    """One float64 row takes a path in Python floats; it must give the array path's bits."""
+    from bento_invguard.hardening import truncation
+
+    with np.errstate(all="ignore"):  # both paths warn alike on overflow
+        fast = truncate(scores, mode, k=k, decimals=decimals)
+        array = (
+            truncation._top_k(scores, k, decimals)
+            if mode == "top_k"
+            else truncation._rounded(scores, decimals)
+        )
+    assert fast.dtype == array.dtype and fast.shape == array.shape
+    np.testing.assert_array_equal(fast, array)
+    assert (np.signbit(fast) == np.signbit(array)).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scores=st.one_of(
+        one_row,
+        probabilities,
+        tied,
+        logits,
+        hnp.arrays(dtype=np.int64, shape=st.tuples(st.integers(1, 3), st.integers(1, 6))),
+    )
+)
+def test_first_maxima_is_argmax(scores: np.ndarray) -> None:
+    from bento_invguard.hardening.truncation import first_maxima
+
+    assert first_maxima(scores) == np.argmax(scores, axis=1).tolist()

@@ -23,6 +23,7 @@ from ..storage import (
     open_async_storage,
     storage_uri,
 )
+from .memory import SweepingMemoryStorage
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -67,6 +68,8 @@ class _Stats:
     remaining: int
 
 
+#: Strategies whose in-process hit also gives the counts (SweepingMemoryStorage).
+_COUNTED = ("moving-window", "fixed-window")
 #: With strategy "auto", windows up to this long are moving windows (exact over any
 #: interval); longer ones, the budgets, are fixed windows (one counter, O(1) memory).
 AUTO_MOVING_MAX_SECONDS = 3600
@@ -221,7 +224,11 @@ class RateLimiter:
                 short = [i for i, st in enumerate(stats) if st.remaining < cost]
                 if short:
                     self._refuse(ctx, windows, stats, short, cost)
-            hits = await self._bounded(self._hit(w, cost) for w in windows)
+            counted = self._hit_counted(windows, cost)
+            if counted is not None:
+                hits, after = counted
+            else:
+                hits, after = await self._bounded(self._hit(w, cost) for w in windows), None
             if not all(hits):
                 await self._refund(windows, cost)
                 stats = await self._bounded(self._stats_calls(windows))
@@ -233,10 +240,38 @@ class RateLimiter:
             return
         ctx.spent += cost
         ctx.decide("rate_limit", "spent", str(cost))
-        if self._in_process:
+        if after is not None:
+            ctx.rate = self._status(windows, after, hint_key)
+        elif self._in_process:
             ctx.rate = await self._read_status(windows, hint_key)
         else:
             self._track_status(ctx, windows, hint_key)
+
+    def _hit_counted(
+        self, windows: list[_Window], cost: int
+    ) -> tuple[list[bool], list[_Stats]] | None:
+        """In-process moving and fixed windows: each hit and its counts in one step.
+
+        None when the storage is not this process's memory or a window uses
+        another strategy: the hits then go through limits' calls.
+        """
+        storage = self.storage
+        if not isinstance(storage, SweepingMemoryStorage) or any(
+            w.strategy not in _COUNTED for w in windows
+        ):
+            return None
+        hits: list[bool] = []
+        after: list[_Stats] = []
+        for w in windows:
+            if w.strategy == "moving-window":
+                ok, start, used = storage.acquire_and_count(w.key, w.item.amount, w.expiry, cost)
+                after.append(_Stats(start + w.expiry, w.item.amount - used))
+            else:
+                count, ends = storage.incr_and_expiry(w.key, w.expiry, cost)
+                ok = count <= w.item.amount
+                after.append(_Stats(ends, max(0, w.item.amount - count)))
+            hits.append(ok)
+        return hits, after
 
     async def status(self, ctx: QueryContext) -> LimitStatus | None:
         """The query's RateLimit-* status, read after its last spend (None if unknown)."""
@@ -259,7 +294,11 @@ class RateLimiter:
         ctx.rate = asyncio.ensure_future(self._read_status(windows, hint_key))
 
     async def _read_status(self, windows: list[_Window], hint_key: tuple[str, ...]) -> LimitStatus:
-        stats = await self._bounded(self._stats_calls(windows))
+        return self._status(windows, await self._bounded(self._stats_calls(windows)), hint_key)
+
+    def _status(
+        self, windows: list[_Window], stats: list[Any], hint_key: tuple[str, ...]
+    ) -> LimitStatus:
         tightest = min(range(len(windows)), key=lambda i: stats[i].remaining)
         if len(self._hints) >= HINTS_SIZE:
             self._hints.clear()

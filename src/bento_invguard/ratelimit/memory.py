@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from limits.aio.storage import MemoryStorage
+from limits.aio.storage.memory import Entry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,10 +76,54 @@ class SweepingMemoryStorage(MemoryStorage):
 
     async def _MemoryStorage__schedule_expiry(self) -> None:
         """Replaces limits' per-call sweep task (name-mangled in the base class)."""
+        self._sweep_due()
+
+    def _sweep_due(self) -> None:
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + self._sweep_seconds
             self.sweep(self._sweep_keys)
+
+    # --- one step per window for the rate limiter: the hit and the counts after it ---
+    #
+    # limits' calls are coroutines that never await anything here, each behind an
+    # asyncio.Lock that nothing else can hold while they run (there is no await
+    # between reading and writing). The two methods below do what ``acquire_entry``
+    # then ``get_moving_window``, or ``incr`` then ``get_expiry``, do, in one
+    # synchronous call, on the same state, so limits' own calls stay interchangeable.
+
+    def acquire_and_count(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> tuple[bool, float, int]:
+        """A moving-window hit: (acquired, start of the window, entries in it after)."""
+        self._sweep_due()
+        events = self.events.setdefault(key, [])
+        timestamp = time.time()
+        acquired = False
+        if amount <= limit:
+            entry = events[limit - amount] if len(events) > limit - amount else None
+            if not (entry and entry.atime >= timestamp - expiry):
+                events[:0] = [Entry(expiry)] * amount
+                acquired = True
+        if len(events) > limit:
+            del events[limit:]  # newest first: past ``limit`` nothing is ever read
+        if not events:
+            return acquired, timestamp, 0
+        oldest = bisect.bisect_left(events, -(timestamp - expiry), key=_newest_first)
+        return acquired, events[oldest - 1].atime, oldest
+
+    def incr_and_expiry(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
+        """A fixed-window hit: (the counter after it, when the window ends)."""
+        now = time.time()
+        if self.expirations.get(key, 0) <= now:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+        self._sweep_due()
+        count = self.storage[key] = self.storage[key] + amount
+        if count == amount:
+            self.expirations[key] = time.time() + expiry
+        return count, self.expirations.get(key, now)
 
     async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         acquired: bool = await _acquire_entry(self, key, limit, expiry, amount)
@@ -131,6 +176,10 @@ class SweepingMemoryStorage(MemoryStorage):
             self.storage.pop(key, None)
             self.expirations.pop(key, None)
             self.locks.pop(key, None)
+
+
+def _newest_first(entry: Entry) -> float:
+    return -entry.atime
 
 
 # limits wraps a storage's methods to turn backend errors into StorageError, again

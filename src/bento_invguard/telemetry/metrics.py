@@ -106,11 +106,17 @@ class GuardMetrics:
 
     >>> from opentelemetry.sdk.metrics import MeterProvider
     >>> GuardMetrics(MeterProvider()).add_blocked_principals(1)
+
+    ``risk=False`` (the policy's monitor is off) records no risk scores: every
+    one would be 0.
     """
 
-    def __init__(self, meter_provider: Any = None, *, prometheus: bool = True) -> None:
+    def __init__(
+        self, meter_provider: Any = None, *, prometheus: bool = True, risk: bool = True
+    ) -> None:
         self._meter_provider = meter_provider
         self._prometheus = prometheus
+        self._risk = risk
         self._otel: _Instruments | None = None
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str, str], _Series] = {}
@@ -145,7 +151,7 @@ class GuardMetrics:
         if prom is not None:
             prom[0].inc()
             prom[1].observe(outcome.duration_s)
-        if ctx.principal is not None or ctx.risk > 0:
+        if self._risk and (ctx.principal is not None or ctx.risk > 0):
             series.observe_risk(float(ctx.risk))
 
     def add_blocked_principals(self, delta: int) -> None:

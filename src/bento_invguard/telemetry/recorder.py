@@ -40,7 +40,7 @@ class Recorder:
         self.policy = policy
         self.options = options = options or TelemetryOptions()
         self.tracer = QueryTracer(options.tracer_provider, under_bentoml=options.under_bentoml)
-        self.metrics = GuardMetrics(options.meter_provider)
+        self.metrics = GuardMetrics(options.meter_provider, risk=policy.monitor.enabled)
         self.audit: AuditWriter | None = audit_writer(
             policy,
             self.metrics,
