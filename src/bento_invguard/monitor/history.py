@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,12 @@ _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_se
 BURST_HALF_LIFE = 10.0  # seconds: the "short" in short-term rate
 BURST_MIN_RECENT = 10.0  # a burst needs at least this many recent queries
 BURST_WEIGHT = 0.4  # alone, a burst stays below the flag threshold
+REASON_MIN = 0.2  # a signal at least this strong is named among the risk's reasons
+
+_NATIVE = sys.byteorder  # how the uint64 buffers hold their values
+#: Per distance limit 0..63: the bit counts above it, deleted from a buffer of counts
+#: (bytes.translate) to tell whether any count is within the limit.
+_ABOVE = [bytes(range(limit + 1, 256)) for limit in range(64)]
 
 
 @dataclass
@@ -44,29 +51,68 @@ class History:
         self.boundary = np.zeros(self.window, dtype=bool)
         self.off_data = np.zeros(self.window, dtype=bool)
 
-    def seen(self, digest: np.uint64) -> bool:
-        return bool((self.digests[: self.filled] == digest).any())
+    def seen(self, digest: np.uint64 | int) -> bool:
+        """Whether ``digest`` is one of the recent queries' (an exact retry)."""
+        if self.filled == 0:
+            return False
+        # a bytes search over the buffer, aligned to its 8-byte items, instead of a
+        # numpy comparison: several times cheaper on a window of tens of values
+        buffer = self.digests.tobytes()
+        needle = int(digest).to_bytes(8, _NATIVE)
+        end = 8 * self.filled
+        at = buffer.find(needle, 0, end)
+        while at % 8:  # -1 (absent) is no multiple of 8 either; a match across items is none
+            if at < 0:
+                return False
+            at = buffer.find(needle, at + 1, end)
+        return True
 
-    def nearest(self, sig: np.uint64) -> int:
+    def nearest(self, sig: np.uint64 | int) -> int:
         """Smallest Hamming distance to a recent fingerprint (64 when there is none)."""
         if self.filled == 0:
             return 64
         return int(hamming(self.sigs[: self.filled], sig).min())
 
+    def is_near(self, sig: np.uint64 | int, limit: int) -> bool:
+        """``nearest(sig) <= limit``, cheaper: no reduction in numpy."""
+        filled = self.filled
+        if filled == 0 or limit < 0 or limit >= 64:
+            return 64 <= limit if filled == 0 else limit >= 0
+        sigs = self.sigs if filled == self.window else self.sigs[:filled]
+        counts = hamming(sigs, sig).tobytes()  # one byte per distance (0..64)
+        return len(counts.translate(None, _ABOVE[limit])) > 0
+
+    def observe(
+        self,
+        sig: np.uint64 | int,
+        digest: np.uint64 | int,
+        limit: int,
+        boundary: bool,
+        now: float,
+        off_data: bool = False,
+    ) -> bool:
+        """Push a query unless it is an exact retry (``seen``); whether it was pushed. It
+        is near when a recent fingerprint is within ``limit`` bits of ``sig``."""
+        if self.seen(digest):
+            return False
+        self.push(sig, digest, self.is_near(sig, limit), boundary, now, off_data)
+        return True
+
     def push(
         self,
-        sig: np.uint64,
-        digest: np.uint64,
+        sig: np.uint64 | int,
+        digest: np.uint64 | int,
         near: bool,
         boundary: bool,
         now: float,
         off_data: bool = False,
     ) -> None:
-        slot = self.count % self.window
-        if self.filled == self.window:  # the slot's old query leaves the window
-            self.near_count -= int(self.near[slot])
-            self.boundary_count -= int(self.boundary[slot])
-            self.off_data_count -= int(self.off_data[slot])
+        window, count = self.window, self.count
+        slot = count % window
+        if self.filled == window:  # the slot's old query leaves the window
+            self.near_count -= int(self.near.item(slot))
+            self.boundary_count -= int(self.boundary.item(slot))
+            self.off_data_count -= int(self.off_data.item(slot))
         self.near_count += near
         self.boundary_count += boundary
         self.off_data_count += off_data
@@ -75,19 +121,23 @@ class History:
         self.near[slot] = near
         self.boundary[slot] = boundary
         self.off_data[slot] = off_data
-        self.filled = min(self.filled + 1, self.window)
-        if self.count == 0:
+        self.filled = min(self.filled + 1, window)
+        if count == 0:
             self.first_seen = now
-        decay = math.exp(-max(0.0, now - self.last_seen) / BURST_HALF_LIFE) if self.count else 0.0
+        decay = math.exp(-max(0.0, now - self.last_seen) / BURST_HALF_LIFE) if count else 0.0
         self.short_rate = self.short_rate * decay + 1.0 / BURST_HALF_LIFE
         self.last_seen = now
-        self.count += 1
+        self.count = count + 1
 
     def scores(self, policy: MonitorPolicy) -> dict[str, float]:
         """Each signal in 0..1: near-duplicates, boundary hugging, off-data rows, burst."""
+        dup, boundary, off_data, burst = self._signals(policy)
+        return {"near_duplicate": dup, "boundary": boundary, "off_data": off_data, "burst": burst}
+
+    def _signals(self, policy: MonitorPolicy) -> tuple[float, float, float, float]:
         n = self.filled
         if n == 0:
-            return {"near_duplicate": 0.0, "boundary": 0.0, "off_data": 0.0, "burst": 0.0}
+            return 0.0, 0.0, 0.0, 0.0
         dup = self.near_count / n
         # rows of refused requests have no scores; a rate over a handful of rows means nothing
         answered = n - self.off_data_count
@@ -107,17 +157,29 @@ class History:
             long_rate = self.count / lifetime
             ratio = self.short_rate / max(long_rate, 1e-9)
             burst = min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
-        return {"near_duplicate": dup, "boundary": boundary, "off_data": off_data, "burst": burst}
+        return dup, boundary, off_data, burst
 
     def risk(self, policy: MonitorPolicy) -> tuple[float, list[str]]:
+        """The signals combined, with a reason named for each strong one."""
         if self.count < policy.min_queries:
             return 0.0, []
-        signals = self.scores(policy)
-        weights = {"near_duplicate": 1.0, "boundary": 1.0, "off_data": 1.0, "burst": BURST_WEIGHT}
+        dup, boundary, off_data, burst = self._signals(policy)
+        # the same products, in the same order, as over the scores() dict with weights
+        # near_duplicate, boundary, off_data 1.0 and burst BURST_WEIGHT
         keep = 1.0
-        for name, value in signals.items():
-            keep *= 1.0 - weights[name] * value
-        reasons = [f"{name}={value:.2f}" for name, value in signals.items() if value >= 0.2]
+        keep *= 1.0 - 1.0 * dup
+        keep *= 1.0 - 1.0 * boundary
+        keep *= 1.0 - 1.0 * off_data
+        keep *= 1.0 - BURST_WEIGHT * burst
+        reasons = []
+        if dup >= REASON_MIN:
+            reasons.append(f"near_duplicate={dup:.2f}")
+        if boundary >= REASON_MIN:
+            reasons.append(f"boundary={boundary:.2f}")
+        if off_data >= REASON_MIN:
+            reasons.append(f"off_data={off_data:.2f}")
+        if burst >= REASON_MIN:
+            reasons.append(f"burst={burst:.2f}")
         return 1.0 - keep, reasons
 
     # --- a compact, pickle-free encoding for shared storage (Redis) ---------------

@@ -17,9 +17,9 @@ from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures
 from ..validation import Profile
-from .fingerprint import Fingerprinter, row_digests, top_margin
+from .fingerprint import Fingerprinter, first_margin, row_digest, row_digests, top_margin
 from .history import History
-from .store import MonitorStore, open_monitor_store
+from .store import MemoryStore, MonitorStore, open_monitor_store
 
 T = TypeVar("T")
 logger = logging.getLogger("bento_invguard")
@@ -83,7 +83,11 @@ class Monitor:
         if not self.enabled:
             return
         try:
-            block = await self._bounded(self.store.blocked(self.key(ctx)))
+            memory = self._memory()
+            if memory is not None:
+                block = memory.blocked_now(self.key(ctx))
+            else:
+                block = await self._bounded(self.store.blocked(self.key(ctx)))
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
@@ -109,24 +113,53 @@ class Monitor:
         rows = rows.reshape(rows.shape[0], -1)
         scores = np.asarray(ctx.scores, dtype=np.float64)
         key = self.key(ctx)
+        settings = self.settings
+        # one row (most requests) of plain numbers: the same steps on Python scalars
+        one = (
+            rows.shape[0] == 1
+            and scores.ndim == 2
+            and scores.shape[0] == 1
+            and _converts_quietly(rows.dtype)
+        )
         try:
-            history = await self._bounded(self.store.load(key))
-            history = history or History(self.settings.window)
-            sigs = self.fingerprinter(rows)(rows)
-            digests = row_digests(rows)
-            margins = top_margin(scores)
-            fresh = self._observe(history, sigs, digests, margins)
-            distributed = await self._distributed(key, sigs[fresh], digests[fresh])
-            await self._bounded(self.store.save(key, history))
+            memory = self._memory()
+            if memory is not None:
+                history = memory.load_now(key)
+            else:
+                history = await self._bounded(self.store.load(key))
+            history = history or History(settings.window)
+            if one:
+                flat = rows.astype(np.float64, copy=False)
+                sig = self.fingerprinter(rows).one(flat)
+                digest = row_digest(flat)
+                boundary = first_margin(scores) < settings.boundary_margin
+                fresh = history.observe(sig, digest, settings.max_distance, boundary, time.time())
+                distributed = 0
+                if fresh and settings.distributed_min_principals != 0:
+                    distributed = await self._distributed(
+                        key, np.array([sig], dtype=np.uint64), np.array([digest], dtype=np.uint64)
+                    )
+            else:
+                sigs = self.fingerprinter(rows)(rows)
+                digests = row_digests(rows)
+                margins = top_margin(scores)
+                rows_fresh = self._observe(history, sigs, digests, margins)
+                distributed = await self._distributed(key, sigs[rows_fresh], digests[rows_fresh])
+            if memory is not None:
+                memory.save_now(key, history)
+            else:
+                await self._bounded(self.store.save(key, history))
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
-        risk, reasons = history.risk(self.settings)
+        risk, reasons = history.risk(settings)
         if distributed:
-            risk = max(risk, self.settings.thresholds.flag)
+            risk = max(risk, settings.thresholds.flag)
             reasons.append(f"distributed={distributed}")
         ctx.risk, ctx.risk_reasons = risk, reasons
-        await self._escalate(ctx, key, risk, reasons)
+        t = settings.thresholds
+        if risk >= t.flag or risk >= t.degrade or risk >= t.block:  # else nothing to do
+            await self._escalate(ctx, key, risk, reasons)
 
     def observe_refused_soon(self, ctx: QueryContext, value: Any) -> None:
         """:meth:`observe_refused` from synchronous code: at once with in-process state,
@@ -194,21 +227,20 @@ class Monitor:
     ) -> np.ndarray:
         """Push each new row; ``margins`` None for unanswered rows (never on the boundary)."""
         now = time.time()
-        fresh = np.zeros(len(sigs), dtype=bool)
+        n = len(sigs)
         limit = self.settings.max_distance
-        boundary = (
-            np.zeros(len(sigs), dtype=bool)
-            if margins is None
-            else margins < self.settings.boundary_margin
-        )
-        off = np.zeros(len(sigs), dtype=bool) if off_data is None else off_data
-        for i, (sig, digest) in enumerate(zip(sigs, digests, strict=True)):
-            if history.seen(digest):
-                continue  # an exact retry is one query, not probing
-            near = history.nearest(sig) <= limit
-            history.push(sig, digest, near, bool(boundary[i]), now, bool(off[i]))
-            fresh[i] = True
-        return fresh
+        if margins is None:
+            boundary: Any = [False] * n
+        else:
+            boundary = margins < self.settings.boundary_margin
+            boundary = boundary.tolist() if boundary.ndim == 1 else boundary
+        off: Any = [False] * n if off_data is None else off_data.tolist()
+        fresh = [False] * n
+        # Python ints and bools, not numpy scalars, into the history
+        for i, (sig, digest) in enumerate(zip(sigs.tolist(), digests.tolist(), strict=True)):
+            # an exact retry is one query, not probing
+            fresh[i] = history.observe(sig, digest, limit, bool(boundary[i]), now, bool(off[i]))
+        return np.array(fresh, dtype=bool)
 
     async def _distributed(self, key: str, sigs: np.ndarray, digests: np.ndarray) -> int:
         """How many other principals sent near (not exact) duplicates of these rows."""
@@ -274,6 +306,11 @@ class Monitor:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _memory(self) -> MemoryStore | None:
+        """The in-process store, whose calls never wait: called without a coroutine."""
+        store = self.store
+        return store if self.in_process and type(store) is MemoryStore else None
+
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         if self.in_process:
             return await call
@@ -288,6 +325,12 @@ def run_without_io(coro: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("the coroutine suspended: it needs an event loop")
+
+
+def _converts_quietly(dtype: np.dtype[Any]) -> bool:
+    """Numbers that convert to float64 without a warning or an error (converted once for
+    both the fingerprint and the digest, which the general path converts each)."""
+    return dtype.kind in "iub" or (dtype.kind == "f" and dtype.itemsize <= 8)
 
 
 def _memory(policy: Policy) -> bool:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Protocol
 
 import numpy as np
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from ..policy import Policy
 from ..storage import REDIS_DEFAULTS, is_memory, storage_uri
@@ -51,12 +51,25 @@ class MemoryStore:
         self._g_count = 0
 
     async def load(self, key: str) -> History | None:
-        return self.histories.get(key)
+        return self.load_now(key)
 
     async def save(self, key: str, history: History) -> None:
-        self.histories[key] = history
+        self.save_now(key, history)
 
     async def blocked(self, key: str) -> Block | None:
+        return self.blocked_now(key)
+
+    # The same, synchronous: the monitor's per-request path calls these directly.
+
+    def load_now(self, key: str) -> History | None:
+        return self.histories.get(key)
+
+    def save_now(self, key: str, history: History) -> None:
+        self.histories[key] = history
+
+    def blocked_now(self, key: str) -> Block | None:
+        if not Cache.__len__(self._blocks):  # no block at all, expired or not (no expiry run)
+            return None
         block = self._blocks.get(key)
         if block is not None and block["until"] <= time.time():
             self._blocks.pop(key, None)
