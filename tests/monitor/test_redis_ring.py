@@ -1,0 +1,92 @@
+"""The Redis global window (one string used as a ring) holds what the in-process one holds."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bento_invguard import Policy
+from bento_invguard.monitor.store import GLOBAL_WINDOW, MemoryStore, RedisStore
+
+pytestmark = pytest.mark.redis
+
+
+def _policy(storage: str) -> Policy:
+    return Policy.model_validate({"tiers": {"public": {}}, "storage": storage})
+
+
+def _rows(recent: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, int, int]]:
+    return sorted(zip(*(column.tolist() for column in recent), strict=True))
+
+
+def test_ring_keeps_the_last_window_of_rows_like_the_memory_store(redis_url: str) -> None:
+    """Batches of 1 to 3,000 rows, past the window and around it: the same rows as in memory."""
+    rng = np.random.default_rng(5)
+
+    async def run() -> list[Any]:
+        redis_store, memory = RedisStore(_policy(redis_url)), MemoryStore(_policy("memory://"))
+        seen = []
+        try:
+            assert _rows(await redis_store.global_recent()) == []  # nothing yet
+            for size in (1, 5, 50, 700, 1, 2047, 3000, 13):
+                sigs = rng.integers(0, 2**64, size, dtype=np.uint64)
+                digests = rng.integers(0, 2**64, size, dtype=np.uint64)
+                who = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+                await redis_store.global_push(sigs, digests, who)
+                await memory.global_push(sigs, digests, who)
+                got = await redis_store.global_recent()
+                assert all(column.dtype == np.uint64 for column in got)
+                seen.append((_rows(got), _rows(await memory.global_recent())))
+        finally:
+            await redis_store.aclose()
+        return seen
+
+    for got, expected in asyncio.run(run()):
+        assert got == expected
+        assert len(got) <= GLOBAL_WINDOW
+    assert len(got) == GLOBAL_WINDOW
+
+
+def test_ring_keys_expire_with_the_monitor_state(redis_url: str) -> None:
+    async def run() -> list[int]:
+        store = RedisStore(_policy(redis_url))
+        try:
+            one = np.array([1], dtype=np.uint64)
+            await store.global_push(one, one, np.uint64(2))
+            keys = [k async for k in store.client.scan_iter(match="invguard:mon:*")]
+            return [await store.client.ttl(k) for k in keys]
+        finally:
+            await store.aclose()
+
+    ttls = asyncio.run(run())
+    assert len(ttls) == 2 and all(0 < t <= _policy("memory://").monitor.state_ttl for t in ttls)
+
+
+def test_distributed_probing_is_seen_across_workers_on_redis(redis_url: str) -> None:
+    """Near-duplicates from several keys, spread over two workers, raise the distributed signal."""
+    from bento_invguard.context import QueryContext
+    from bento_invguard.monitor import Monitor
+
+    from .test_monitor import MODEL, PROFILE, finite_differences, policy
+
+    async def run() -> list[str]:
+        p = policy(min_queries=1000, distributed_min_principals=3).model_copy(
+            update={"storage": redis_url}
+        )
+        workers = [Monitor(p, PROFILE), Monitor(p, PROFILE)]
+        reasons: list[str] = []
+        try:
+            for k, rows in enumerate(finite_differences(12, seed=9)):
+                ctx = QueryContext(endpoint="predict", principal=f"key{k % 4}", tier_name="public")
+                ctx.input, ctx.scores = rows, MODEL.predict_proba(rows)
+                await workers[k % 2].assess(ctx)
+                reasons = ctx.risk_reasons
+        finally:
+            for worker in workers:
+                await worker.aclose()
+        return reasons
+
+    assert any(r.startswith("distributed=") for r in asyncio.run(run()))
