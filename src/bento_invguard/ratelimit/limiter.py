@@ -24,6 +24,7 @@ from ..storage import (
     storage_uri,
 )
 from .memory import SweepingMemoryStorage
+from .redis_hits import RedisWindowHits, WindowHit, pipelined_hits_for
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -122,6 +123,8 @@ class RateLimiter:
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
         # The windows of each (tier, caller, endpoint), built once: keys are strings to join.
         self._windows: dict[tuple[str | None, ...], list[_Window]] = {}
+        self._pipelined: RedisWindowHits | None = None
+        self._pipelined_known = False  # whether the storage was looked at for it
 
     def limiter(self, name: str) -> strategies.RateLimiter:
         # Opened on first use: an async storage belongs to the serving event loop.
@@ -142,6 +145,7 @@ class RateLimiter:
             await close_async_storage(self._storage)
             self._strategies.clear()
             self._storage = None
+            self._pipelined, self._pipelined_known = None, False
 
     def windows(self, ctx: QueryContext) -> list[_Window]:
         who = ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
@@ -225,6 +229,8 @@ class RateLimiter:
                 if short:
                     self._refuse(ctx, windows, stats, short, cost)
             counted = self._hit_counted(windows, cost)
+            if counted is None and (pipelined := self._redis_hits(windows)) is not None:
+                counted = await self._bounded_one(self._hit_pipelined(pipelined, windows, cost))
             if counted is not None:
                 hits, after = counted
             else:
@@ -273,6 +279,26 @@ class RateLimiter:
             hits.append(ok)
         return hits, after
 
+    def _redis_hits(self, windows: list[_Window]) -> RedisWindowHits | None:
+        """The one-round-trip hits for plain Redis, when every window can use them."""
+        if not self._pipelined_known:
+            self._pipelined, self._pipelined_known = pipelined_hits_for(self.storage), True
+        if self._pipelined is None or any(w.strategy not in _COUNTED for w in windows):
+            return None
+        return self._pipelined
+
+    @staticmethod
+    async def _hit_pipelined(
+        pipelined: RedisWindowHits, windows: list[_Window], cost: int
+    ) -> tuple[list[bool], list[_Stats]]:
+        counts = await pipelined.hit(
+            [WindowHit(w.strategy, w.key, w.item.amount, w.expiry) for w in windows], cost
+        )
+        return [c.acquired for c in counts], [_Stats(c.reset_time, c.remaining) for c in counts]
+
+    async def _bounded_one(self, call: Awaitable[Any]) -> Any:
+        return await asyncio.wait_for(call, self.timeout)
+
     async def status(self, ctx: QueryContext) -> LimitStatus | None:
         """The query's RateLimit-* status, read after its last spend (None if unknown)."""
         pending = ctx.rate
@@ -317,7 +343,11 @@ class RateLimiter:
         fixed = [w for w in windows if w.strategy == "fixed-window"]
         if fixed:
             storage: Any = self.storage
-            await self._bounded(storage.decr(w.key, cost) for w in fixed)
+            decr = getattr(storage, "decr", None)  # limits' Redis storages have none
+            await self._bounded(
+                decr(w.key, cost) if decr else storage.incr(w.key, w.expiry, amount=-cost)
+                for w in fixed
+            )
 
     def _refuse(
         self,

@@ -1,0 +1,108 @@
+"""Rate limits on Redis: every window's hit and counts in one pipeline, exact and recoverable."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from bento_invguard import Policy, QueryContext
+from bento_invguard.errors import RateLimited
+from bento_invguard.ratelimit import RateLimiter
+
+pytestmark = pytest.mark.redis
+
+
+def _ctx(principal: str = "alice") -> QueryContext:
+    return QueryContext(endpoint="predict", principal=principal, tier_name="public")
+
+
+def _policy(redis_url: str, limits: str) -> Policy:
+    return Policy(tiers={"public": {"rate_limit": limits}}, storage=redis_url)
+
+
+def test_status_after_a_pipelined_spend_equals_a_fresh_read(redis_url: str) -> None:
+    """The RateLimit status from the pipeline is what limits' own reads give right after."""
+
+    async def run() -> int:
+        limiter = RateLimiter(_policy(redis_url, "45/second;50/minute;1000/day"))
+        compared = 0
+        try:
+            for i in range(60):
+                ctx = _ctx(f"p{i % 2}")
+                try:
+                    await limiter.spend(ctx, 1 + i % 3)
+                except RateLimited:
+                    continue
+                windows = limiter.windows(ctx)
+                assert limiter._redis_hits(windows) is not None  # the pipelined path
+                status = await limiter.status(ctx)
+                fresh = await limiter._read_status(windows, windows[0].identifiers)
+                assert status is not None
+                assert (status.limit, status.remaining) == (fresh.limit, fresh.remaining)
+                assert abs(status.reset_after - fresh.reset_after) <= 1
+                compared += 1
+        finally:
+            await limiter.aclose()
+        return compared
+
+    assert asyncio.run(run()) > 20
+
+
+def test_two_workers_admit_exactly_the_limit(redis_url: str) -> None:
+    """Two limiters on one Redis, 80 concurrent one-row spends: exactly 30 get through.
+
+    The refused ones are 429s, and the day budget (a fixed window, which
+    counts a hit even when another window refuses it) gets their rows back:
+    it counts the 30 answered rows only. (limits' Redis storage has no
+    ``decr``; the refund once failed there, and the refusal became a 503.)
+    """
+    policy = _policy(redis_url, "30/minute;1000/day")
+    left_in_day: list[int] = []
+
+    async def run() -> int:
+        workers = [RateLimiter(policy), RateLimiter(policy)]
+
+        async def one(i: int) -> bool:
+            try:
+                await workers[i % 2].spend(_ctx(), 1)
+                return True
+            except RateLimited:
+                return False
+
+        try:
+            for worker in workers:  # past the first spend's read-first path
+                await worker.spend(_ctx("warm"), 1)
+            answered = sum(await asyncio.gather(*(one(i) for i in range(80))))
+            day = [w for w in workers[0].windows(_ctx()) if w.strategy == "fixed-window"]
+            left_in_day.append((await workers[0]._stats(day[0])).remaining)
+            return answered
+        finally:
+            for worker in workers:
+                await worker.aclose()
+
+    assert asyncio.run(run()) == 30
+    assert left_in_day == [1000 - 30]
+
+
+def test_flushed_scripts_are_loaded_again(redis_url: str) -> None:
+    """After SCRIPT FLUSH (or a Redis restart) the next spend loads the scripts and counts."""
+
+    async def run() -> list[int]:
+        limiter = RateLimiter(_policy(redis_url, "10/minute;1000/day"))
+        left = []
+        try:
+            for i in range(4):
+                if i == 2:
+                    redis.Redis.from_url(redis_url).script_flush()
+                ctx = _ctx()
+                await limiter.spend(ctx, 1)
+                status = await limiter.status(ctx)
+                assert status is not None
+                left.append(status.remaining)
+        finally:
+            await limiter.aclose()
+        return left
+
+    assert asyncio.run(run()) == [9, 8, 7, 6]
