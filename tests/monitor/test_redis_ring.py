@@ -90,3 +90,56 @@ def test_distributed_probing_is_seen_across_workers_on_redis(redis_url: str) -> 
         return reasons
 
     assert any(r.startswith("distributed=") for r in asyncio.run(run()))
+
+
+def test_concurrent_queries_of_one_key_all_enter_its_history(redis_url: str) -> None:
+    """No lost updates: of 60 concurrent one-row queries of one key, over two workers on
+    Redis, every one the monitor let through is in the key's history; the others were
+    refused (503, fail closed), never answered uncounted. (A read-modify-write without a
+    check kept 1 of the 60, so sending in parallel would have slowed detection down by
+    the number of queries in flight.)"""
+    from bento_invguard.context import QueryContext
+    from bento_invguard.errors import ServiceUnavailable
+    from bento_invguard.monitor import Monitor
+
+    from .test_monitor import MODEL, PROFILE, X_TEST, policy
+
+    def racer() -> QueryContext:
+        return QueryContext(endpoint="predict", principal="racer", tier_name="public")
+
+    async def run() -> tuple[int, int, int]:
+        base = policy(min_queries=1000)
+        p = base.model_copy(
+            update={
+                "storage": redis_url,
+                "rate_limiting": base.rate_limiting.model_copy(update={"timeout": 5.0}),
+            }
+        )
+        # 60 writers of one key take turns; on a busy machine that can outlast the
+        # default 0.5 s storage timeout (then a 503, which is allowed, but would
+        # make the count of answered queries a matter of load).
+        workers = [Monitor(p, PROFILE), Monitor(p, PROFILE)]
+
+        async def one(i: int) -> bool:
+            ctx = racer()
+            rows = X_TEST[i : i + 1]
+            ctx.input, ctx.scores = rows, MODEL.predict_proba(rows)
+            try:
+                await workers[i % 2].assess(ctx)
+            except ServiceUnavailable:
+                return False
+            return True
+
+        try:
+            outcomes = await asyncio.gather(*(one(i) for i in range(60)))
+            history = await workers[0].store.load(workers[0].key(racer()))
+            assert history is not None
+            return history.count, sum(outcomes), len(outcomes) - sum(outcomes)
+        finally:
+            for worker in workers:
+                await worker.aclose()
+
+    counted, answered, refused = asyncio.run(run())
+    assert answered + refused == 60
+    assert answered <= counted <= 60  # every answered query counted (a cancelled one may be too)
+    assert answered >= 30, (answered, refused)

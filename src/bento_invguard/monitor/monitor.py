@@ -123,17 +123,17 @@ class Monitor:
         )
         try:
             memory = self._memory()
-            if memory is not None:
-                history = memory.load_now(key)
-            else:
-                history = await self._bounded(self.store.load(key))
-            history = history or History(settings.window)
+            now = time.time()
             if one:
                 flat = rows.astype(np.float64, copy=False)
                 sig = self.fingerprinter(rows).one(flat)
                 digest = row_digest(flat)
                 boundary = first_margin(scores) < settings.boundary_margin
-                fresh = history.observe(sig, digest, settings.max_distance, boundary, time.time())
+
+                def observe_one(h: History) -> bool:
+                    return h.observe(sig, digest, settings.max_distance, boundary, now)
+
+                history, fresh = await self._update(memory, key, observe_one)
                 distributed = 0
                 if fresh and settings.distributed_min_principals != 0:
                     distributed = await self._distributed(
@@ -143,12 +143,12 @@ class Monitor:
                 sigs = self.fingerprinter(rows)(rows)
                 digests = row_digests(rows)
                 margins = top_margin(scores)
-                rows_fresh = self._observe(history, sigs, digests, margins)
+
+                def observe_rows(h: History) -> np.ndarray:
+                    return self._observe(h, sigs, digests, margins)
+
+                history, rows_fresh = await self._update(memory, key, observe_rows)
                 distributed = await self._distributed(key, sigs[rows_fresh], digests[rows_fresh])
-            if memory is not None:
-                memory.save_now(key, history)
-            else:
-                await self._bounded(self.store.save(key, history))
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
@@ -201,11 +201,13 @@ class Monitor:
             if rows.shape[1] != len(self.profile.mean):
                 return
             key = self.key(ctx)
-            history = await self._bounded(self.store.load(key))
-            history = history or History(self.settings.window)
             off = np.ones(len(rows), dtype=bool)
-            self._observe(history, self.fingerprinter(rows)(rows), row_digests(rows), None, off)
-            await self._bounded(self.store.save(key, history))
+            sigs, digests = self.fingerprinter(rows)(rows), row_digests(rows)
+
+            def observe_rows(h: History) -> np.ndarray:
+                return self._observe(h, sigs, digests, None, off)
+
+            history, _ = await self._update(self._memory(), key, observe_rows)
             risk, reasons = history.risk(self.settings)
             ctx.risk, ctx.risk_reasons = risk, reasons
             await self._escalate(ctx, key, risk, reasons, refuse=False)
@@ -310,6 +312,14 @@ class Monitor:
         """The in-process store, whose calls never wait: called without a coroutine."""
         store = self.store
         return store if self.in_process and type(store) is MemoryStore else None
+
+    async def _update(
+        self, memory: MemoryStore | None, key: str, change: Callable[[History], T]
+    ) -> tuple[History, T]:
+        """Apply ``change`` to the key's history and store it, without losing a concurrent one."""
+        if memory is not None:
+            return memory.update_now(key, change)
+        return await self._bounded(self.store.update(key, change))
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         if self.in_process:

@@ -1,16 +1,25 @@
 """Where monitor state lives: this process (memory://) or Redis, shared by all workers.
 
-Histories are read-modified-written whole; two workers updating the same
-principal at the same instant may lose one update (detection gets slightly
-slower, never looser). Blocks are single keys with a TTL, so a block issued
-by one worker is enforced by every other at once.
+A history changes through :meth:`update`: read, change, write back only if
+nobody wrote it in between, else read again and redo the change. In process
+the read and the write happen with no await between them; on Redis the
+write is a compare-and-set on the SHA-1 of what was read. Without that, a
+key's parallel queries (over workers, or in flight in one) each read the
+same history and the last write won: 60 concurrent queries counted as one,
+so sending in parallel would have slowed detection down by the number in
+flight. Blocks are single keys with a TTL, so a block issued by one worker
+is enforced by every other at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import random
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from cachetools import Cache, TTLCache
@@ -20,6 +29,13 @@ from ..storage import REDIS_DEFAULTS, is_memory, storage_uri
 from .history import History
 
 GLOBAL_WINDOW = 2048  # recent fingerprints of all principals, for distributed probing
+#: Tries of a history update that meets concurrent writes, before it fails (as storage does).
+UPDATE_ATTEMPTS = 16
+T = TypeVar("T")
+
+
+class UpdateContention(RuntimeError):
+    """A history kept changing under an update: the key's queries run too much in parallel."""
 
 
 class Block(dict[str, Any]):
@@ -29,6 +45,7 @@ class Block(dict[str, Any]):
 class MonitorStore(Protocol):
     async def load(self, key: str) -> History | None: ...
     async def save(self, key: str, history: History) -> None: ...
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]: ...
     async def blocked(self, key: str) -> Block | None: ...
     async def block(self, key: str, seconds: int, reason: str) -> Block: ...
     async def blocks(self) -> list[Block]: ...
@@ -43,6 +60,7 @@ class MemoryStore:
 
     def __init__(self, policy: Policy) -> None:
         m = policy.monitor
+        self._window = m.window
         self.histories: TTLCache[str, History] = TTLCache(m.max_principals, m.state_ttl)
         self._blocks: TTLCache[str, Block] = TTLCache(m.max_principals, m.block_seconds)
         self._g_sigs = np.zeros(GLOBAL_WINDOW, dtype=np.uint64)
@@ -56,6 +74,9 @@ class MemoryStore:
     async def save(self, key: str, history: History) -> None:
         self.save_now(key, history)
 
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
+        return self.update_now(key, change)
+
     async def blocked(self, key: str) -> Block | None:
         return self.blocked_now(key)
 
@@ -66,6 +87,12 @@ class MemoryStore:
 
     def save_now(self, key: str, history: History) -> None:
         self.histories[key] = history
+
+    def update_now(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
+        history = self.histories.get(key) or History(self._window)
+        result = change(history)
+        self.histories[key] = history
+        return history, result
 
     def blocked_now(self, key: str) -> Block | None:
         if not Cache.__len__(self._blocks):  # no block at all, expired or not (no expiry run)
@@ -125,6 +152,19 @@ return n
 _RING, _RING_COUNT = "{global}ring", "{global}count"
 
 
+#: Writes ARGV[2] to KEYS[1] (expiring in ARGV[3] s) only if the key still holds what
+#: was read: ARGV[1] is the SHA-1 of that value ("" if there was none). 1 if written.
+_SET_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[1])
+local seen = current and redis.sha1hex(current) or ''
+if seen ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
 def _split_rows(ring: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ring's (sigs, digests, who) columns."""
     whole = len(ring) - len(ring) % 24
@@ -151,6 +191,7 @@ class RedisStore:
         self.window = policy.monitor.window
         self.state_ttl = policy.monitor.state_ttl
         self._push_ring = self.client.register_script(_PUSH_RING)
+        self._set_if_unchanged = self.client.register_script(_SET_IF_UNCHANGED)
 
     def _k(self, kind: str, key: str = "") -> str:
         return f"{self.PREFIX}{kind}:{key}"
@@ -161,6 +202,23 @@ class RedisStore:
 
     async def save(self, key: str, history: History) -> None:
         await self.client.set(self._k("h", key), history.to_bytes(), ex=self.state_ttl)
+
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
+        name = self._k("h", key)
+        for attempt in range(UPDATE_ATTEMPTS):
+            data: bytes | None = await self.client.get(name)
+            history = (
+                History(self.window) if data is None else History.from_bytes(data, self.window)
+            )
+            result = change(history)
+            seen = "" if data is None else hashlib.sha1(data, usedforsecurity=False).hexdigest()
+            if await self._set_if_unchanged(
+                keys=[name], args=[seen, history.to_bytes(), self.state_ttl]
+            ):
+                return history, result
+            # Another query of this key wrote first: back off a little (jittered) and redo.
+            await asyncio.sleep(random.random() * 0.001 * 2 ** min(attempt, 5))
+        raise UpdateContention(f"the history of {key!r} changed under {UPDATE_ATTEMPTS} updates")
 
     async def blocked(self, key: str) -> Block | None:
         data = await self.client.get(self._k("b", key))
