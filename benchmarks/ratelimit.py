@@ -66,7 +66,14 @@ async def time_spends(
 
 
 class CallCounter:
-    """Counts calls to the storage methods that each cost one round trip."""
+    """Counts calls to the storage methods that each cost one round trip.
+
+    Also the limiter's one-step paths: an in-process hit that returns its
+    counts (``acquire_and_count``, ``incr_and_expiry``) and a Redis pipeline of
+    every window's hit and read (``RedisWindowHits.hit``), one call each.
+    """
+
+    SYNC_METHODS = ("acquire_and_count", "incr_and_expiry")
 
     METHODS = (
         "acquire_entry",
@@ -79,12 +86,25 @@ class CallCounter:
         "decr",
     )
 
-    def __init__(self, storage: object) -> None:
+    def __init__(self, storage: object, pipelined: object = None) -> None:
         self.calls = 0
         for name in self.METHODS:
             original = getattr(storage, name, None)
             if original is not None:
                 setattr(storage, name, self._counted(original))
+        for name in self.SYNC_METHODS:
+            original = getattr(storage, name, None)
+            if original is not None:
+                setattr(storage, name, self._counted_sync(original))
+        if pipelined is not None:
+            pipelined.hit = self._counted(pipelined.hit)  # type: ignore[attr-defined]
+
+    def _counted_sync(self, method):  # type: ignore[no-untyped-def]
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
 
     def _counted(self, method):  # type: ignore[no-untyped-def]
         async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -154,7 +174,7 @@ def redis_stats(port: int) -> tuple[int, int]:
 async def bench_storage(uri: str, strategy: str, port: int | None) -> dict[str, float]:
     limiter = RateLimiter(make_policy(uri, strategy))
     await time_spends(limiter, 20, 1)  # warm up connections and code paths
-    counter = CallCounter(limiter.storage)
+    counter = CallCounter(limiter.storage, limiter._pipelined)
     principals, rounds = 200, 5
     samples = await time_spends(limiter, principals, rounds)
     spend = [a for a, _ in samples]
