@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -117,6 +118,36 @@ async def close_async_storage(storage: Any) -> None:
         timer.cancel()
 
 
+class StorageContention(RuntimeError):
+    """State kept changing under an update (too many concurrent writers of one key)."""
+
+
+@functools.cache
+def _storage_error_types() -> tuple[type[BaseException], ...]:
+    from limits.errors import ConfigurationError, StorageError
+
+    found: list[type[BaseException]] = [
+        OSError,  # ConnectionError and socket errors
+        TimeoutError,  # asyncio.TimeoutError too
+        StorageError,
+        ConfigurationError,
+        StorageContention,
+    ]
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # the redis extra is not installed
+        pass
+    else:
+        found.append(RedisError)
+    return tuple(found)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the storage failing (network, timeout, Redis, limits' storage
+    errors, contention), as opposed to a bug in the guard."""
+    return isinstance(exc, _storage_error_types())
+
+
 class StorageFailures:
     """What a control does when its storage fails: the policy's ``on_storage_error``.
 
@@ -137,7 +168,16 @@ class StorageFailures:
 
     def __call__(self, ctx: QueryContext, exc: BaseException) -> None:
         now = time.monotonic()
-        if now - self._last_warning > 10.0:
+        if not is_storage_error(exc):
+            # Not the storage: a bug. Said as such, with its traceback, every time.
+            logger.error(
+                "bento_invguard: the %s control failed unexpectedly (%r); %s",
+                self.what,
+                exc,
+                "served without it" if self.fail_open else "refused with 503",
+                exc_info=exc,
+            )
+        elif now - self._last_warning > 10.0:
             self._last_warning = now
             logger.warning(
                 "bento_invguard: %s storage failed (%r); %s",

@@ -25,7 +25,7 @@ import numpy as np
 from cachetools import Cache, TTLCache
 
 from ..policy import Policy
-from ..storage import REDIS_DEFAULTS, is_memory, storage_uri
+from ..storage import REDIS_DEFAULTS, StorageContention, is_memory, storage_uri
 from .history import History
 
 GLOBAL_WINDOW = 2048  # recent fingerprints of all principals, for distributed probing
@@ -34,7 +34,7 @@ UPDATE_ATTEMPTS = 16
 T = TypeVar("T")
 
 
-class UpdateContention(RuntimeError):
+class UpdateContention(StorageContention):
     """A history kept changing under an update: the key's queries run too much in parallel."""
 
 
