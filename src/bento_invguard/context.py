@@ -67,6 +67,9 @@ class QueryContext:
     opened_by_guard: bool = False
     #: True once BentoML has called the guarded API function for this query.
     api_called: bool = False
+    #: (state key, bytes) of the caller's monitor history, read with its block check
+    #: (Redis): the monitor's update starts from it instead of reading again.
+    monitor_read: tuple[str, bytes | None] | None = None
 
     def decide(self, control: str, outcome: str, detail: str = "") -> None:
         """Record a decision; one that changes the answer is also a span event.

@@ -123,8 +123,12 @@ def test_concurrent_queries_of_one_key_all_enter_its_history(redis_url: str) -> 
         async def one(i: int) -> bool:
             ctx = racer()
             rows = X_TEST[i : i + 1]
-            ctx.input, ctx.scores = rows, MODEL.predict_proba(rows)
             try:
+                # as the guard runs it: the block check (which reads the history too,
+                # so most updates start from a read that others overtake), then assess
+                await workers[i % 2].check_block(ctx)
+                await asyncio.sleep(0)
+                ctx.input, ctx.scores = rows, MODEL.predict_proba(rows)
                 await workers[i % 2].assess(ctx)
             except ServiceUnavailable:
                 return False
@@ -143,3 +147,37 @@ def test_concurrent_queries_of_one_key_all_enter_its_history(redis_url: str) -> 
     assert answered + refused == 60
     assert answered <= counted <= 60  # every answered query counted (a cancelled one may be too)
     assert answered >= 30, (answered, refused)
+
+
+def test_the_block_check_reads_the_history_for_assess(redis_url: str) -> None:
+    """On Redis the block check reads the key's history in the same round trip; assess
+    starts from it (once), and a history written in between is not overwritten."""
+    from bento_invguard.context import QueryContext
+    from bento_invguard.monitor import Monitor
+
+    from .test_monitor import MODEL, PROFILE, X_TEST, policy
+
+    async def run() -> tuple[Any, Any, int]:
+        p = policy(min_queries=1000).model_copy(update={"storage": redis_url})
+        mon, other = Monitor(p, PROFILE), Monitor(p, PROFILE)
+        try:
+            first = QueryContext(endpoint="predict", principal="reader", tier_name="public")
+            await mon.check_block(first)
+            read_before = first.monitor_read
+            # another worker answers a query of the same key meanwhile
+            second = QueryContext(endpoint="predict", principal="reader", tier_name="public")
+            second.input, second.scores = X_TEST[1:2], MODEL.predict_proba(X_TEST[1:2])
+            await other.assess(second)
+            first.input, first.scores = X_TEST[:1], MODEL.predict_proba(X_TEST[:1])
+            await mon.assess(first)
+            history = await mon.store.load(mon.key(first))
+            assert history is not None
+            return read_before, first.monitor_read, history.count
+        finally:
+            await mon.aclose()
+            await other.aclose()
+
+    read_before, read_after, count = asyncio.run(run())
+    assert read_before is not None and read_before[1] is None  # a new key: nothing yet
+    assert read_after is None  # used once
+    assert count == 2  # the stale read lost the compare-and-set and was redone

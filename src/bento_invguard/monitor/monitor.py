@@ -19,7 +19,7 @@ from ..storage import StorageFailures
 from ..validation import Profile
 from .fingerprint import Fingerprinter, first_margin, row_digest, row_digests, top_margin
 from .history import History
-from .store import MemoryStore, MonitorStore, open_monitor_store
+from .store import MemoryStore, MonitorStore, RedisStore, open_monitor_store
 
 T = TypeVar("T")
 logger = logging.getLogger("bento_invguard")
@@ -84,10 +84,15 @@ class Monitor:
             return
         try:
             memory = self._memory()
+            key = self.key(ctx)
+            store = self.store
             if memory is not None:
-                block = memory.blocked_now(self.key(ctx))
+                block = memory.blocked_now(key)
+            elif isinstance(store, RedisStore):
+                block, data = await self._bounded(store.blocked_and_read(key))
+                ctx.monitor_read = (key, data)
             else:
-                block = await self._bounded(self.store.blocked(self.key(ctx)))
+                block = await self._bounded(store.blocked(key))
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
@@ -133,7 +138,7 @@ class Monitor:
                 def observe_one(h: History) -> bool:
                     return h.observe(sig, digest, settings.max_distance, boundary, now)
 
-                history, fresh = await self._update(memory, key, observe_one)
+                history, fresh = await self._update(memory, key, observe_one, ctx)
                 distributed = 0
                 if fresh and settings.distributed_min_principals != 0:
                     distributed = await self._distributed(
@@ -147,7 +152,7 @@ class Monitor:
                 def observe_rows(h: History) -> np.ndarray:
                     return self._observe(h, sigs, digests, margins)
 
-                history, rows_fresh = await self._update(memory, key, observe_rows)
+                history, rows_fresh = await self._update(memory, key, observe_rows, ctx)
                 distributed = await self._distributed(key, sigs[rows_fresh], digests[rows_fresh])
         except Exception as exc:
             self._storage_failed(ctx, exc)
@@ -207,7 +212,7 @@ class Monitor:
             def observe_rows(h: History) -> np.ndarray:
                 return self._observe(h, sigs, digests, None, off)
 
-            history, _ = await self._update(self._memory(), key, observe_rows)
+            history, _ = await self._update(self._memory(), key, observe_rows, ctx)
             risk, reasons = history.risk(self.settings)
             ctx.risk, ctx.risk_reasons = risk, reasons
             await self._escalate(ctx, key, risk, reasons, refuse=False)
@@ -314,12 +319,22 @@ class Monitor:
         return store if self.in_process and type(store) is MemoryStore else None
 
     async def _update(
-        self, memory: MemoryStore | None, key: str, change: Callable[[History], T]
+        self,
+        memory: MemoryStore | None,
+        key: str,
+        change: Callable[[History], T],
+        ctx: QueryContext | None = None,
     ) -> tuple[History, T]:
-        """Apply ``change`` to the key's history and store it, without losing a concurrent one."""
+        """Apply ``change`` to the key's history and store it, without losing a concurrent one
+        (starting from what the block check read for this query, if it read this key)."""
         if memory is not None:
             return memory.update_now(key, change)
-        return await self._bounded(self.store.update(key, change))
+        read: Any = ...
+        if ctx is not None and ctx.monitor_read is not None:
+            if ctx.monitor_read[0] == key:
+                read = ctx.monitor_read[1]
+            ctx.monitor_read = None  # once: a retry or a later update reads afresh
+        return await self._bounded(self.store.update(key, change, read))
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         if self.in_process:
