@@ -24,6 +24,7 @@ from pathlib import Path
 from bento_invguard.context import QueryContext
 from bento_invguard.policy import Policy
 from bento_invguard.ratelimit import RateLimiter
+from bento_invguard.ratelimit.memory import SweepingMemoryStorage
 
 LIMIT = "10/second;600/minute;5000/day"
 STRATEGY_NAMES = ("auto", "moving-window", "fixed-window", "sliding-window-counter")
@@ -86,7 +87,7 @@ class CallCounter:
         "decr",
     )
 
-    def __init__(self, storage: object, pipelined: object = None) -> None:
+    def __init__(self, storage: object, limiter: RateLimiter | None = None) -> None:
         self.calls = 0
         for name in self.METHODS:
             original = getattr(storage, name, None)
@@ -96,8 +97,11 @@ class CallCounter:
             original = getattr(storage, name, None)
             if original is not None:
                 setattr(storage, name, self._counted_sync(original))
-        if pipelined is not None:
-            pipelined.hit = self._counted(pipelined.hit)  # type: ignore[attr-defined]
+        # A Redis pipeline, one call: wrapped where the limiter holds it. (In memory the
+        # one-step hit calls the storage's methods counted above.)
+        one_step = limiter._one_step_hit() if limiter is not None else None
+        if one_step is not None and not isinstance(storage, SweepingMemoryStorage):
+            limiter._one_step = self._counted(one_step)  # type: ignore[union-attr]
 
     def _counted_sync(self, method):  # type: ignore[no-untyped-def]
         def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -174,7 +178,7 @@ def redis_stats(port: int) -> tuple[int, int]:
 async def bench_storage(uri: str, strategy: str, port: int | None) -> dict[str, float]:
     limiter = RateLimiter(make_policy(uri, strategy))
     await time_spends(limiter, 20, 1)  # warm up connections and code paths
-    counter = CallCounter(limiter.storage, limiter._pipelined)
+    counter = CallCounter(limiter.storage, limiter)
     principals, rounds = 200, 5
     samples = await time_spends(limiter, principals, rounds)
     spend = [a for a, _ in samples]

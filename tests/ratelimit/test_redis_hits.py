@@ -36,7 +36,8 @@ def test_status_after_a_pipelined_spend_equals_a_fresh_read(redis_url: str) -> N
                 except RateLimited:
                     continue
                 windows = limiter.windows(ctx)
-                assert limiter._redis_hits(windows) is not None  # the pipelined path
+                one_step = limiter._one_step_hit()  # the pipelined path
+                assert one_step is not None and "RedisWindowHits" in repr(one_step)
                 status = await limiter.status(ctx)
                 fresh = await limiter._read_status(windows, windows[0].identifiers)
                 assert status is not None

@@ -23,8 +23,9 @@ from ..storage import (
     open_async_storage,
     storage_uri,
 )
+from .counted import ONE_STEP_STRATEGIES, WindowCount, WindowHit
 from .memory import SweepingMemoryStorage
-from .redis_hits import RedisWindowHits, WindowHit, pipelined_hits_for
+from .redis_hits import pipelined_hits_for
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -61,6 +62,7 @@ class _Window:
     strategy: str
     key: str  # the storage key, as limits' strategies build it
     expiry: int
+    hit: WindowHit  # the same, for a one-step hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,8 @@ class _Stats:
     remaining: int
 
 
-#: Strategies whose in-process hit also gives the counts (SweepingMemoryStorage).
-_COUNTED = ("moving-window", "fixed-window")
+#: A storage's one-step hit: the windows and rows in, each window's counts out.
+_OneStep = Callable[[list[WindowHit], int], "list[WindowCount] | Awaitable[list[WindowCount]]"]
 #: With strategy "auto", windows up to this long are moving windows (exact over any
 #: interval); longer ones, the budgets, are fixed windows (one counter, O(1) memory).
 AUTO_MOVING_MAX_SECONDS = 3600
@@ -123,8 +125,9 @@ class RateLimiter:
         self._in_process = is_memory(storage_uri(policy)) if storage is None else False
         # The windows of each (tier, caller, endpoint), built once: keys are strings to join.
         self._windows: dict[tuple[str | None, ...], list[_Window]] = {}
-        self._pipelined: RedisWindowHits | None = None
-        self._pipelined_known = False  # whether the storage was looked at for it
+        # Resolved once, at the first spend: the storage's one-step hit, if it has one.
+        self._one_step: _OneStep | None = None
+        self._one_step_known = False
 
     def limiter(self, name: str) -> strategies.RateLimiter:
         # Opened on first use: an async storage belongs to the serving event loop.
@@ -145,7 +148,7 @@ class RateLimiter:
             await close_async_storage(self._storage)
             self._strategies.clear()
             self._storage = None
-            self._pipelined, self._pipelined_known = None, False
+            self._one_step, self._one_step_known = None, False
 
     def windows(self, ctx: QueryContext) -> list[_Window]:
         who = ("principal", ctx.principal) if ctx.principal else ("anonymous", ctx.client or "-")
@@ -173,8 +176,9 @@ class RateLimiter:
         # The strategy is part of the key: strategies keep different Redis types, and
         # switching strategy must not meet the old keys (WRONGTYPE) until they expire.
         identifiers = (NAMESPACE, name, *who)
+        key, expiry = item.key_for(*identifiers), item.get_expiry()
         return _Window(
-            item, identifiers, scope, name, item.key_for(*identifiers), item.get_expiry()
+            item, identifiers, scope, name, key, expiry, WindowHit(name, key, item.amount, expiry)
         )
 
     def _hit(self, window: _Window, cost: int) -> Awaitable[bool]:
@@ -228,11 +232,13 @@ class RateLimiter:
                 short = [i for i, st in enumerate(stats) if st.remaining < cost]
                 if short:
                     self._refuse(ctx, windows, stats, short, cost)
-            counted = self._hit_counted(windows, cost)
-            if counted is None and (pipelined := self._redis_hits(windows)) is not None:
-                counted = await self._bounded_one(self._hit_pipelined(pipelined, windows, cost))
-            if counted is not None:
-                hits, after = counted
+            one_step = self._one_step_hit()
+            if one_step is not None:
+                counts = one_step([w.hit for w in windows], cost)
+                if not isinstance(counts, list):  # Redis: awaited, within the timeout
+                    counts = await self._bounded_one(counts)
+                hits = [c.acquired for c in counts]
+                after: list[Any] | None = counts  # each has reset_time and remaining
             else:
                 hits, after = await self._bounded(self._hit(w, cost) for w in windows), None
             if not all(hits):
@@ -253,48 +259,19 @@ class RateLimiter:
         else:
             self._track_status(ctx, windows, hint_key)
 
-    def _hit_counted(
-        self, windows: list[_Window], cost: int
-    ) -> tuple[list[bool], list[_Stats]] | None:
-        """In-process moving and fixed windows: each hit and its counts in one step.
-
-        None when the storage is not this process's memory or a window uses
-        another strategy: the hits then go through limits' calls.
-        """
-        storage = self.storage
-        if not isinstance(storage, SweepingMemoryStorage) or any(
-            w.strategy not in _COUNTED for w in windows
-        ):
-            return None
-        hits: list[bool] = []
-        after: list[_Stats] = []
-        for w in windows:
-            if w.strategy == "moving-window":
-                ok, start, used = storage.acquire_and_count(w.key, w.item.amount, w.expiry, cost)
-                after.append(_Stats(start + w.expiry, w.item.amount - used))
-            else:
-                count, ends = storage.incr_and_expiry(w.key, w.expiry, cost)
-                ok = count <= w.item.amount
-                after.append(_Stats(ends, max(0, w.item.amount - count)))
-            hits.append(ok)
-        return hits, after
-
-    def _redis_hits(self, windows: list[_Window]) -> RedisWindowHits | None:
-        """The one-round-trip hits for plain Redis, when every window can use them."""
-        if not self._pipelined_known:
-            self._pipelined, self._pipelined_known = pipelined_hits_for(self.storage), True
-        if self._pipelined is None or any(w.strategy not in _COUNTED for w in windows):
-            return None
-        return self._pipelined
-
-    @staticmethod
-    async def _hit_pipelined(
-        pipelined: RedisWindowHits, windows: list[_Window], cost: int
-    ) -> tuple[list[bool], list[_Stats]]:
-        counts = await pipelined.hit(
-            [WindowHit(w.strategy, w.key, w.item.amount, w.expiry) for w in windows], cost
-        )
-        return [c.acquired for c in counts], [_Stats(c.reset_time, c.remaining) for c in counts]
+    def _one_step_hit(self) -> _OneStep | None:
+        """The storage's hit-with-counts: in-process memory or plain Redis, for moving
+        and fixed windows (None: sliding-window-counter, or another storage)."""
+        if not self._one_step_known:
+            self._one_step_known = True
+            storage = self.storage
+            if self._strategy_name not in ("auto", *ONE_STEP_STRATEGIES):
+                self._one_step = None
+            elif isinstance(storage, SweepingMemoryStorage):
+                self._one_step = storage.hit_windows
+            elif (pipelined := pipelined_hits_for(storage)) is not None:
+                self._one_step = pipelined.hit
+        return self._one_step
 
     async def _bounded_one(self, call: Awaitable[Any]) -> Any:
         return await asyncio.wait_for(call, self.timeout)

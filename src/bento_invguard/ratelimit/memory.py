@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from limits.aio.storage import MemoryStorage
 from limits.aio.storage.memory import Entry
+
+from .counted import WindowCount, WindowHit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -111,6 +113,18 @@ class SweepingMemoryStorage(MemoryStorage):
             return acquired, timestamp, 0
         oldest = bisect.bisect_left(events, -(timestamp - expiry), key=_newest_first)
         return acquired, events[oldest - 1].atime, oldest
+
+    def hit_windows(self, windows: Sequence[WindowHit], amount: int) -> list[WindowCount]:
+        """Every window's hit and its counts after it (moving and fixed windows)."""
+        counts = []
+        for w in windows:
+            if w.strategy == "moving-window":
+                ok, start, used = self.acquire_and_count(w.key, w.limit, w.expiry, amount)
+                counts.append(WindowCount(ok, start + w.expiry, w.limit - used))
+            else:
+                used, ends = self.incr_and_expiry(w.key, w.expiry, amount)
+                counts.append(WindowCount(used <= w.limit, ends, max(0, w.limit - used)))
+        return counts
 
     def incr_and_expiry(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
         """A fixed-window hit: (the counter after it, when the window ends)."""

@@ -19,24 +19,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-
-class WindowHit(NamedTuple):
-    """One window to hit: limits' strategy name, storage key, limit and expiry (s)."""
-
-    strategy: str  # "moving-window" or "fixed-window"
-    key: str
-    limit: int
-    expiry: int
-
-
-class WindowCount(NamedTuple):
-    """A hit's outcome and the window's counts right after it."""
-
-    acquired: bool
-    reset_time: float  # when the window frees up (epoch seconds)
-    remaining: int
+from .counted import WindowCount, WindowHit
 
 
 def pipelined_hits_for(storage: Any) -> RedisWindowHits | None:
