@@ -181,3 +181,34 @@ def test_the_block_check_reads_the_history_for_assess(redis_url: str) -> None:
     assert read_before is not None and read_before[1] is None  # a new key: nothing yet
     assert read_after is None  # used once
     assert count == 2  # the stale read lost the compare-and-set and was redone
+
+
+def test_contention_is_refused_even_when_storage_errors_fail_open(redis_url: str) -> None:
+    """A key whose own parallel queries keep its history changing gets a 503, not answers
+    served unmonitored, even under on_storage_error: open (which is for outages)."""
+    from bento_invguard.context import QueryContext
+    from bento_invguard.errors import ServiceUnavailable
+    from bento_invguard.monitor import Monitor
+    from bento_invguard.monitor.store import UpdateContention
+
+    from .test_monitor import MODEL, PROFILE, X_TEST, policy
+
+    async def run() -> str:
+        p = policy().model_copy(update={"storage": redis_url, "on_storage_error": "open"})
+        mon = Monitor(p, PROFILE)
+
+        async def always_overtaken(*args: Any, **kwargs: Any) -> Any:
+            raise UpdateContention("the history changed under 16 updates")
+
+        mon.store.update = always_overtaken  # type: ignore[method-assign]
+        ctx = QueryContext(endpoint="predict", principal="racer", tier_name="public")
+        ctx.input, ctx.scores = X_TEST[:1], MODEL.predict_proba(X_TEST[:1])
+        try:
+            await mon.assess(ctx)
+            return "served"
+        except ServiceUnavailable:
+            return "refused"
+        finally:
+            await mon.aclose()
+
+    assert asyncio.run(run()) == "refused"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 import redis
+from limits import parse
 
 from bento_invguard import Policy, QueryContext
 from bento_invguard.errors import RateLimited
@@ -87,23 +88,57 @@ def test_two_workers_admit_exactly_the_limit(redis_url: str) -> None:
     assert left_in_day == [1000 - 30]
 
 
-def test_flushed_scripts_are_loaded_again(redis_url: str) -> None:
-    """After SCRIPT FLUSH (or a Redis restart) the next spend loads the scripts and counts."""
+def test_flushed_scripts_count_each_spend_once(redis_url: str) -> None:
+    """After SCRIPT FLUSH (or a Redis restart), with some of limits' scripts loaded again
+    by another caller and some not, a spend still counts its rows exactly once."""
+    from limits.aio.strategies import FixedWindowRateLimiter
 
-    async def run() -> list[int]:
+    async def run() -> tuple[list[int], int]:
         limiter = RateLimiter(_policy(redis_url, "10/minute;1000/day"))
         left = []
         try:
             for i in range(4):
                 if i == 2:
                     redis.Redis.from_url(redis_url).script_flush()
+                    # another limits user reloads one script (incr_expire) only
+                    await FixedWindowRateLimiter(limiter.storage).hit(parse("5/hour"), "other")
                 ctx = _ctx()
-                await limiter.spend(ctx, 1)
+                await limiter.spend(ctx, 3 if i == 3 else 1)
                 status = await limiter.status(ctx)
                 assert status is not None
                 left.append(status.remaining)
+            day = [w for w in limiter.windows(_ctx()) if w.strategy == "fixed-window"]
+            used_today = 1000 - (await limiter._stats(day[0])).remaining
         finally:
             await limiter.aclose()
-        return left
+        return left, used_today
 
-    assert asyncio.run(run()) == [9, 8, 7, 6]
+    left, used_today = asyncio.run(run())
+    assert left == [9, 8, 7, 4]
+    assert used_today == 6
+
+
+def test_a_refund_never_starts_the_next_window_below_zero(redis_url: str) -> None:
+    """Rows given back to a fixed window that has expired meanwhile are dropped, not
+    carried into the next window as a negative count (extra rows for the caller)."""
+    from bento_invguard.ratelimit.redis_hits import refund_fixed_windows
+
+    async def run() -> tuple[int, int, int]:
+        limiter = RateLimiter(_policy(redis_url, "1000/day"))
+        try:
+            ctx = _ctx("refunded")
+            await limiter.spend(ctx, 2)
+            (day,) = limiter.windows(ctx)
+            await refund_fixed_windows(limiter.storage, [day.key], 5)  # more than spent
+            clamped = int(await limiter.storage.get(day.key))
+            await limiter.storage.clear(day.key)  # the window expires
+            await refund_fixed_windows(limiter.storage, [day.key], 5)
+            after_expiry = int(await limiter.storage.get(day.key))
+            exists = await limiter.storage.bridge.get_connection().exists(
+                limiter.storage.bridge.prefixed_key(day.key)
+            )
+        finally:
+            await limiter.aclose()
+        return clamped, after_expiry, exists
+
+    assert asyncio.run(run()) == (0, 0, 0)

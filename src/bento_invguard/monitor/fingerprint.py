@@ -83,10 +83,6 @@ def top_margin(scores: np.ndarray) -> np.ndarray:
     """Top-1 minus top-2 score per row (the distance to the decision boundary)."""
     if scores.shape[1] < 2:
         return np.full(scores.shape[0], np.inf)
-    if scores.shape[0] == 1 and scores.ndim == 2 and scores.dtype == np.float64:
-        margin = _one_margin(scores)
-        if margin is not None:
-            return np.array([margin])
     part = np.partition(scores, -2, axis=1)
     return part[:, -1] - part[:, -2]
 

@@ -19,7 +19,7 @@ from ..storage import StorageFailures
 from ..validation import Profile
 from .fingerprint import Fingerprinter, first_margin, row_digest, row_digests, top_margin
 from .history import History
-from .store import MemoryStore, MonitorStore, RedisStore, open_monitor_store
+from .store import MemoryStore, MonitorStore, RedisStore, UpdateContention, open_monitor_store
 
 T = TypeVar("T")
 logger = logging.getLogger("bento_invguard")
@@ -59,6 +59,9 @@ class Monitor:
         self._refusal_storage_failed = StorageFailures(
             policy, "monitor", "monitor (for a refused request)", fail_open=True
         )
+        # A key whose own parallel queries keep its history changing is refused, not
+        # served unmonitored, whatever on_storage_error says: the caller controls it.
+        self._contention_failed = StorageFailures(policy, "monitor", "monitor", fail_open=False)
         self._pending: set[asyncio.Task[None]] = set()
         self.timeout = policy.rate_limiting.timeout
 
@@ -140,7 +143,7 @@ class Monitor:
 
                 history, fresh = await self._update(memory, key, observe_one, ctx)
                 distributed = 0
-                if fresh and settings.distributed_min_principals != 0:
+                if fresh and settings.distributed_min_principals != 0:  # off: no arrays to build
                     distributed = await self._distributed(
                         key, np.array([sig], dtype=np.uint64), np.array([digest], dtype=np.uint64)
                     )
@@ -154,6 +157,9 @@ class Monitor:
 
                 history, rows_fresh = await self._update(memory, key, observe_rows, ctx)
                 distributed = await self._distributed(key, sigs[rows_fresh], digests[rows_fresh])
+        except UpdateContention as exc:
+            self._contention_failed(ctx, exc)
+            return
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
@@ -162,8 +168,7 @@ class Monitor:
             risk = max(risk, settings.thresholds.flag)
             reasons.append(f"distributed={distributed}")
         ctx.risk, ctx.risk_reasons = risk, reasons
-        t = settings.thresholds
-        if risk >= t.flag or risk >= t.degrade or risk >= t.block:  # else nothing to do
+        if risk >= settings.thresholds.flag:  # the lowest threshold: else nothing to do
             await self._escalate(ctx, key, risk, reasons)
 
     def observe_refused_soon(self, ctx: QueryContext, value: Any) -> None:
@@ -180,7 +185,10 @@ class Monitor:
         except RuntimeError:  # a sync API's worker thread
             import anyio.from_thread
 
-            anyio.from_thread.run(self.observe_refused, ctx, value)
+            try:
+                anyio.from_thread.run(self.observe_refused, ctx, value)
+            except Exception as exc:  # not an AnyIO worker thread, or the loop is gone
+                self._refusal_storage_failed(ctx, exc)
             return
         task = loop.create_task(self.observe_refused(ctx, value))
         self._pending.add(task)
@@ -307,6 +315,8 @@ class Monitor:
         return await self.store.unblock(principal_key)
 
     async def aclose(self) -> None:
+        if self._pending:  # refused requests still being counted
+            await asyncio.gather(*self._pending, return_exceptions=True)
         if self._store is not None:
             await self._store.aclose()
             self._store = None

@@ -25,7 +25,7 @@ from ..storage import (
 )
 from .counted import ONE_STEP_STRATEGIES, WindowCount, WindowHit
 from .memory import SweepingMemoryStorage
-from .redis_hits import pipelined_hits_for
+from .redis_hits import pipelined_hits_for, refund_fixed_windows
 
 STRATEGIES: dict[str, Callable[[Any], strategies.RateLimiter]] = {
     "moving-window": strategies.MovingWindowRateLimiter,
@@ -321,10 +321,10 @@ class RateLimiter:
         if fixed:
             storage: Any = self.storage
             decr = getattr(storage, "decr", None)  # limits' Redis storages have none
-            await self._bounded(
-                decr(w.key, cost) if decr else storage.incr(w.key, w.expiry, amount=-cost)
-                for w in fixed
-            )
+            if decr is not None:
+                await self._bounded(decr(w.key, cost) for w in fixed)
+            else:
+                await self._bounded_one(refund_fixed_windows(storage, [w.key for w in fixed], cost))
 
     def _refuse(
         self,

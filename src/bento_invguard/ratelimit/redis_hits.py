@@ -10,9 +10,10 @@ window, the hit (``acquire_moving_window`` / ``incr_expire``), then its read
 strategies read and write, so both paths stay interchangeable.
 
 Only for limits' plain ``RedisStorage`` with the redis-py bridge (cluster
-and sentinel storages keep limits' calls). Scripts are sent by SHA; after a
-``SCRIPT FLUSH`` or a Redis restart they are loaded again once and the
-pipeline retried.
+and sentinel storages keep limits' calls).
+
+:func:`refund_fixed_windows` gives rows back to fixed windows on any of limits'
+Redis storages, which have no ``decr``.
 """
 
 from __future__ import annotations
@@ -41,39 +42,24 @@ class RedisWindowHits:
 
     def __init__(self, bridge: Any) -> None:
         self.bridge = bridge
+        # The scripts' text, not their SHA: Redis caches them either way, and a script
+        # cache emptied by a restart or SCRIPT FLUSH cannot fail part of a pipeline
+        # (whose other commands would already have run, and counted, before a retry).
+        self._acquire = bridge.lua_acquire_moving_window.script
+        self._window = bridge.lua_moving_window.script
+        self._incr = bridge.lua_incr_expire.script
 
     async def hit(self, windows: Sequence[WindowHit], amount: int) -> list[WindowCount]:
-        from redis.exceptions import NoScriptError
-
-        try:
-            return await self._hit(windows, amount)
-        except NoScriptError:  # scripts flushed (or a new Redis): load them and retry once
-            bridge = self.bridge
-            scripts = (
-                bridge.lua_acquire_moving_window,
-                bridge.lua_moving_window,
-                bridge.lua_incr_expire,
-            )
-            for script in scripts:
-                await bridge.get_connection().script_load(script.script)
-            return await self._hit(windows, amount)
-
-    async def _hit(self, windows: Sequence[WindowHit], amount: int) -> list[WindowCount]:
         bridge = self.bridge
-        acquire, window, incr = (
-            bridge.lua_acquire_moving_window.sha,
-            bridge.lua_moving_window.sha,
-            bridge.lua_incr_expire.sha,
-        )
         now = time.time()
         async with bridge.get_connection().pipeline(transaction=False) as pipe:
             for w in windows:
                 key = bridge.prefixed_key(w.key)
                 if w.strategy == "moving-window":
-                    pipe.evalsha(acquire, 1, key, now, w.limit, w.expiry, amount)
-                    pipe.evalsha(window, 1, key, now - w.expiry, w.limit)
+                    pipe.eval(self._acquire, 1, key, now, w.limit, w.expiry, amount)
+                    pipe.eval(self._window, 1, key, now - w.expiry, w.limit)
                 else:
-                    pipe.evalsha(incr, 1, key, w.expiry, amount)
+                    pipe.eval(self._incr, 1, key, w.expiry, amount)
                     pipe.ttl(key)
             replies = await pipe.execute()
         counts = []
@@ -89,3 +75,24 @@ class RedisWindowHits:
                     WindowCount(used <= w.limit, max(int(second), 0) + now, max(0, w.limit - used))
                 )
         return counts
+
+
+#: DECRBY a fixed window's counter, never below 0, and only while it exists: a window
+#: that expired in between must not start the next one below zero (limits'
+#: ``incr_expire`` with a negative amount would create it at ``-rows`` with a full TTL).
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('DECRBY', KEYS[1], ARGV[1]) < 0 then
+    redis.call('SET', KEYS[1], 0, 'KEEPTTL')
+  end
+end
+return 0
+"""
+
+
+async def refund_fixed_windows(storage: Any, keys: Sequence[str], amount: int) -> None:
+    """Give ``amount`` rows back to each fixed window ``keys`` of a limits Redis storage."""
+    bridge = storage.bridge
+    connection = bridge.get_connection()
+    for key in keys:
+        await connection.eval(_REFUND, 1, bridge.prefixed_key(key), amount)
