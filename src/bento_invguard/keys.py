@@ -34,35 +34,38 @@ class Principal:
 class KeyRing:
     """Maps a presented key to its principal through the key's SHA-256 digest.
 
-    The presented key is hashed and the digest looked up; the stored digest
-    found is then compared with :func:`hmac.compare_digest`. What a timing
-    side channel could reveal is about the digest of a guess, never about a
-    stored key (SHA-256 is preimage resistant), and the cost stays constant
-    however many keys there are.
+    The presented key is hashed; the first 8 bytes of its digest select the
+    stored digests that share them (almost always none or one), and each of
+    those is compared with the whole digest by :func:`hmac.compare_digest`.
+    The comparison that decides is constant-time; the selection only reveals,
+    through timing, whether some stored digest begins like the digest of a
+    guess, which says nothing about any key (SHA-256 is preimage resistant).
+    A miss compares against a decoy, so both paths do the same work, and the
+    cost does not grow with the number of keys.
     """
 
     def __init__(self, entries: Iterable[tuple[str, str, str]]) -> None:
-        self._by_digest = {
-            bytes.fromhex(digest): Principal(id=key_id, tier=tier)
-            for key_id, digest, tier in entries
-        }
+        self._by_prefix: dict[bytes, list[tuple[bytes, Principal]]] = {}
+        self._count = 0
+        for key_id, digest, tier in entries:
+            raw = bytes.fromhex(digest)
+            bucket = self._by_prefix.setdefault(raw[:_PREFIX], [])
+            bucket[:] = [entry for entry in bucket if entry[0] != raw]  # a digest once
+            bucket.append((raw, Principal(id=key_id, tier=tier)))
+        self._count = sum(len(bucket) for bucket in self._by_prefix.values())
 
     def __len__(self) -> int:
-        return len(self._by_digest)
+        return self._count
 
     def lookup(self, presented_key: bytes | str) -> Principal | None:
         raw = presented_key.encode("utf-8") if isinstance(presented_key, str) else presented_key
         digest = hashlib.sha256(raw).digest()
-        for stored, principal in self._candidates(digest):
+        found = None
+        for stored, principal in self._by_prefix.get(digest[:_PREFIX], _MISS):
             if hmac.compare_digest(stored, digest):
-                return principal
-        return None
-
-    def _candidates(self, digest: bytes) -> list[tuple[bytes, Principal]]:
-        principal = self._by_digest.get(digest)
-        # Compare against a stored digest even on a miss, so both paths do the same work.
-        return [(digest, principal)] if principal is not None else [(_DECOY, _NOBODY)]
+                found = principal
+        return found
 
 
-_DECOY = b"\x00" * 32
-_NOBODY = Principal(id="", tier="")
+_PREFIX = 8
+_MISS = [(b"\x00" * 32, None)]  # a miss compares against this decoy

@@ -53,6 +53,13 @@ def test_guard_alone_authenticates_and_truncates(guard_only: TestClient) -> None
     assert 422 == bad.status_code
     assert "shape" == bad.json()["check"]
     assert 200 == guard_only.post("/unguarded", content=body).status_code
+    # the middleware's rule: one header sent twice with two different keys is no identity
+    two = guard_only.post(
+        "/predict",
+        content=body,
+        headers=[("X-API-Key", KEYS["public"]), ("X-API-Key", KEYS["trusted"])],
+    )
+    assert 401 == two.status_code, two.text
 
 
 def test_local_calls_fail_closed_without_local_caller() -> None:
@@ -173,6 +180,49 @@ def test_schema_errors_do_not_flood_the_error_log(caplog: pytest.LogCaptureFixtu
         caplog.clear()
         r = client.post("/predict", content="{not json", headers={"X-API-Key": KEYS["public"]})
         assert 422 == r.status_code
+        # BentoML fails before the API is called (no multipart boundary): also a 422,
+        # and also no traceback
+        r = client.post(
+            "/predict",
+            content=b"garbage",
+            headers={"X-API-Key": KEYS["public"], "Content-Type": "multipart/form-data"},
+        )
+        assert 422 == r.status_code, r.text
     assert not [
         rec for rec in caplog.records if rec.levelno >= 40 and "Exception on" in rec.getMessage()
     ]
+
+
+def test_malformed_key_headers_are_recorded_as_refusals() -> None:
+    """Two different X-API-Key headers: a 401 whose span records a rejection, not an allow."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from bento_invguard import protect
+
+    from .toy_service import POLICY
+
+    forget_bentoml_metrics()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    @protect(POLICY, tracer_provider=provider)
+    @bentoml.service(name="twokeys")
+    class TwoKeys:
+        @bentoml.api
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return x
+
+    with TestClient(TwoKeys.to_asgi(), raise_server_exceptions=False) as client:
+        r = client.post(
+            "/predict",
+            content=json.dumps({"x": [[1.0, 2.0, 0.5, 3.0]]}),
+            headers=[("X-API-Key", KEYS["public"]), ("X-API-Key", KEYS["partner"])],
+        )
+    assert 401 == r.status_code
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("invguard")]
+    assert span.attributes is not None
+    assert "reject" == span.attributes.get("invguard.decision"), dict(span.attributes)

@@ -119,6 +119,8 @@ class GuardMiddleware:
                     return
                 receive = _replay(body, receive)
         except GuardRejection as rejection:
+            if ctx.rejection is None:  # raised without ctx.reject (malformed key headers)
+                ctx.reject(rejection, "access")
             ctx.status = rejection.status
             if self_call and outer is not None and outer.rejection is None:
                 outer.rejection = rejection  # the calling query answers with this refusal

@@ -16,6 +16,7 @@ from ..telemetry import ExplainHook, TelemetryOptions
 from .arguments import InputLocator
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
+from .quiet_logs import quiet_client_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 GUARD_ATTR = "__invguard_pipeline__"
@@ -54,6 +55,7 @@ def guard(
         under_bentoml=True,
     )
     pipeline = GuardPipeline(pipeline_policy, scores_field=scores_field, telemetry=telemetry)
+    quiet_client_errors()
     return _guard_with(pipeline, input_arg)
 
 

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..access import AccessControl
+from ..access import AccessControl, key_headers
 from ..access.responses import rejection_response
 from ..context import QueryContext, active_query, current_query
 from ..errors import (
@@ -88,15 +88,18 @@ class GuardPipeline:
         request = current_bentoml_request()
         if request is None:  # opened_by_guard implies a request; fail closed all the same
             raise ctx.reject(Unauthenticated("no request to authenticate"), "access")
-        headers = {
-            name: value.encode("latin-1")
-            for name in ("authorization", "x-api-key")
-            if (value := request.headers.get(name)) is not None
-        }
+        try:  # the middleware's rule: a key header sent twice with two keys is refused
+            headers = key_headers(request.scope["headers"])
+        except GuardRejection as rejection:
+            raise ctx.reject(rejection, "access") from None
         self.access.admit(ctx, headers)
         self.access.gate(ctx)
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.policy.input.max_body_bytes:
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and int(declared) > self.policy.input.max_body_bytes
+        ):
             raise ctx.reject(
                 PayloadTooLarge(
                     f"the body is {declared} bytes; the limit is "

@@ -1,9 +1,12 @@
 """Keep clients' mistakes out of the server's error log.
 
 BentoML logs a full traceback at ERROR for every request body that fails its
-schema, so any caller could flood the error log with garbage bodies. Under
-the guard those requests are answered with a 422 and recorded on the span and
-in the audit trail; the traceback adds nothing, so it is dropped.
+schema, or that it cannot turn into the API's arguments at all (a multipart
+body without a boundary, a ``**kwargs`` key such as ``func``), so any caller
+could flood the error log with garbage bodies. Under the guard those requests
+are answered with a 422 and recorded on the span and in the audit trail; the
+traceback adds nothing, so it is dropped. An exception raised once the API
+function was called (the model failing) is logged as before.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 
 from pydantic import ValidationError
 
+from ..context import current_query
 from ..errors import GuardRejection
 
 BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
@@ -22,7 +26,17 @@ class ClientErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, (ValidationError, GuardRejection))
+        if isinstance(exc, (ValidationError, GuardRejection)):
+            return False
+        # BentoML failed before it called a guarded API: the body could not become its
+        # arguments, and the guard answers 422 (access.middleware._Responder).
+        query = current_query()
+        return not (
+            exc is not None
+            and query is not None
+            and query.endpoint is not None
+            and not query.api_called
+        )
 
 
 def quiet_client_errors() -> None:
