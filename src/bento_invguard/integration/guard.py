@@ -17,6 +17,7 @@ from .arguments import InputLocator
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
+from .unsupported import refuse_unsupported
 
 F = TypeVar("F", bound=Callable[..., Any])
 GUARD_ATTR = "__invguard_pipeline__"
@@ -84,18 +85,13 @@ def _wrap(
     checked_classes: set[type] = set()
 
     def refuse_batchable(args: tuple[Any, ...]) -> None:
-        # @guard sits under @bentoml.api, so it cannot see batchable=True when it is
-        # applied (@protect refuses it at startup). The batcher runs merged calls under
-        # one request's context: it would serve every caller as the first one.
+        # @guard sits under @bentoml.api, so it cannot see batchable=True (or a task)
+        # when it is applied; @protect refuses those at startup, @guard at the first call.
         owner = type(args[0]) if args else type(None)
         if owner not in checked_classes:
             method = inspect.getattr_static(owner, endpoint, None)
-            if getattr(method, "batchable", False) is True:
-                raise GuardConfigError(
-                    f"API {endpoint!r} is batchable: BentoML's adaptive batcher merges "
-                    "requests from different callers into one call, so the guard cannot "
-                    "apply. Serve it with batchable=False."
-                )
+            if hasattr(method, "batchable") and hasattr(method, "is_task"):  # an APIMethod
+                refuse_unsupported(endpoint, method)
             checked_classes.add(owner)
 
     def admit_sync(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from .guard import GUARD_ATTR, _guard_with
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
+from .unsupported import refuse_unsupported
 
 S = TypeVar("S")
 logger = logging.getLogger("bento_invguard")
@@ -84,7 +85,7 @@ def protect(
             telemetry=telemetry,
         )
         for name, method in svc.apis.items():
-            _refuse_unsupported(name, method)
+            refuse_unsupported(name, method)
             if getattr(method.func, GUARD_ATTR, None) is None:
                 method.func = _guard_with(pipeline, input_arg)(method.func)
         svc.add_asgi_middleware(
@@ -164,19 +165,4 @@ def _require_service(obj: Any) -> None:
         raise GuardConfigError(
             "@protect must be placed above @bentoml.service "
             f"(it received {type(obj).__name__}, not a BentoML Service)"
-        )
-
-
-def _refuse_unsupported(name: str, method: Any) -> None:
-    if method.batchable:
-        raise GuardConfigError(
-            f"API {name!r} is batchable: BentoML's adaptive batcher merges requests from "
-            "different callers into one call, so the guard could not tell whose rows are "
-            "whose, nor truncate each caller's scores for its tier. Serve it with "
-            "batchable=False (send many rows in one request instead)."
-        )
-    if method.is_task:
-        raise GuardConfigError(
-            f"API {name!r} is a @bentoml.task: tasks run after the response is sent, "
-            "outside the caller's request, so the guard cannot apply. Use @bentoml.api."
         )
