@@ -50,11 +50,11 @@ import httpx
 import numpy as np
 import yaml
 from serving import Server
+from tests.integration.conftest import copy_example, free_port
 
 from bento_invguard import Profile, generate_key, hash_key
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "examples" / "digits"
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 
@@ -74,12 +74,6 @@ NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
 
 def log(message: str) -> None:
     print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class Redis:
@@ -109,15 +103,6 @@ class Redis:
 
 
 # ---------------------------------------------------------------- setup
-def copy_example(dest: Path) -> Path:
-    shutil.copytree(
-        EXAMPLE,
-        dest,
-        ignore=shutil.ignore_patterns("keys.yaml", ".demo-keys", "__pycache__", "wheels"),
-    )
-    return dest
-
-
 def two_workers(service: Path, *, guarded: bool) -> None:
     text = service.read_text()
     text = text.replace(

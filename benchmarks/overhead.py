@@ -125,7 +125,7 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from serving import Server  # noqa: E402
+from serving import Server, forget_bentoml_metrics  # noqa: E402
 
 from bento_invguard import generate_key, hash_key  # noqa: E402
 
@@ -468,15 +468,6 @@ def run_a1(app_dir: Path, model: Any, traffic: Traffic) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- (a) A2
-
-
-def forget_bentoml_metrics() -> None:
-    """Unregister BentoML's Prometheus collectors so a second app can be built in process."""
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):
-        if any(name.startswith("bentoml_") for name in names):
-            REGISTRY.unregister(collector)
 
 
 class Probe:

@@ -18,11 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.conftest import forget_bentoml_metrics  # noqa: E402
 from tests.integration.conftest import (  # noqa: E402
     launch_serve,
     stop_process_tree,
     wait_ready,
 )
+
+__all__ = ["TARGET", "Server", "forget_bentoml_metrics"]
 
 TARGET = "service:DigitsClassifier"
 

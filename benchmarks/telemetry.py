@@ -68,6 +68,7 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON  # noqa: E402
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags  # noqa: E402
+from serving import forget_bentoml_metrics  # noqa: E402
 
 from bento_invguard import Policy, QueryContext, generate_key, hash_key, protect  # noqa: E402
 from bento_invguard.telemetry import Recorder, TelemetryOptions  # noqa: E402
@@ -205,15 +206,6 @@ def bench_recorder(key: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- (b) in situ
-
-
-def forget_bentoml_metrics() -> None:
-    """BentoML registers its request metrics per app; unregister them before the next app."""
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):
-        if any(name.startswith("bentoml_") for name in names):
-            REGISTRY.unregister(collector)
 
 
 def service_for(mode: str, key: str) -> tuple[Any, TelemetryOptions]:
