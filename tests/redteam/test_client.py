@@ -96,6 +96,43 @@ def test_total_wait_is_bounded(digits: Digits, endpoint: Callable[..., MockEndpo
     assert oracle.waits == [2.0, 2.0]  # type: ignore[attr-defined]
 
 
+def always_429(retry_after: str) -> tuple[httpx.Client, list[httpx.Request]]:
+    """A client whose endpoint refuses every request with 429 and this Retry-After."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) > 1000:  # without a bound on retries the oracle would loop forever
+            raise RuntimeError("the oracle kept retrying")
+        headers = {"Retry-After": retry_after}
+        return httpx.Response(429, json={"error": "rate_limited"}, headers=headers)
+
+    return httpx.Client(transport=httpx.MockTransport(handler)), seen
+
+
+def test_retry_after_zero_forever_ends() -> None:
+    """A 429 with Retry-After: 0 on every request: the oracle stops after a bounded number
+    of retries, each counted as a short wait, instead of looping forever."""
+    client, seen = always_429("0")
+    waits: list[float] = []
+    oracle = Oracle(URL, budget=10, client=client, sleep=waits.append)
+    with pytest.raises(Stopped, match="rate_limited") as stop:
+        oracle.ask(np.zeros((2, 4)))
+    assert "in a row" in stop.value.detail
+    assert len(seen) == 21 and len(waits) == 20
+    assert all(w == pytest.approx(0.1) for w in waits)
+    assert oracle.stats.waited_s == pytest.approx(2.0)
+
+
+def test_retry_after_zero_counts_against_the_total_wait() -> None:
+    client, seen = always_429("0")
+    waits: list[float] = []
+    oracle = Oracle(URL, budget=10, client=client, sleep=waits.append, max_wait_total=0.55)
+    with pytest.raises(Stopped, match="waited too long"):
+        oracle.ask(np.zeros((1, 4)))
+    assert len(waits) == 5 and len(seen) == 6
+
+
 def test_block_stops_and_is_recorded(digits: Digits, endpoint: Callable[..., MockEndpoint]) -> None:
     mock = endpoint(script={3: (403, "blocked", {"Retry-After": "900"})})
     oracle = oracle_for(mock)

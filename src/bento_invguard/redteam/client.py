@@ -47,6 +47,10 @@ _STATUS_REASONS = {
 }
 #: One-hot streak lengths (rows) at which the oracle re-asks its canary row.
 _CANARY_CHECKS = (8, 32, 128, 512)
+#: Seconds each rate-limit retry counts (and waits) at least, whatever ``Retry-After`` says.
+_MIN_WAIT = 0.1
+#: Rate-limit retries of one request before the oracle stops.
+_MAX_RETRIES = 20
 
 
 class Stopped(Exception):
@@ -130,7 +134,8 @@ class Oracle:
     by default one is created for ``url`` and closed by :meth:`close`.
     Rate limits: a 429 whose ``Retry-After`` is at most ``max_wait`` seconds
     (and keeps the total under ``max_wait_total``) is waited out and the
-    request sent again; the refused rows still count as sent.
+    request sent again; the refused rows still count as sent. Each wait is
+    at least 0.1 s, and one request is sent at most 21 times.
     """
 
     def __init__(
@@ -216,15 +221,24 @@ class Oracle:
     # ------------------------------------------------------------------ sending
 
     def _send_waiting(self, rows: np.ndarray) -> np.ndarray:
+        refused = 0
         while True:
             try:
                 return self._send(rows)
             except Rejected as refusal:
                 if refusal.reason != "rate_limited":
                     raise
+                refused += 1
                 wait = self.log[-1].retry_after
                 if wait is None or wait > self.max_wait:
                     raise self._halt(Stopped("rate_limited", f"asked to wait {wait} s")) from None
+                if refused > _MAX_RETRIES:
+                    raise self._halt(
+                        Stopped("rate_limited", f"refused {refused} times in a row")
+                    ) from None
+                # Retry-After: 0 must not retry for free: each retry counts (and waits)
+                # at least _MIN_WAIT, so max_wait_total bounds the retries too.
+                wait = max(wait, _MIN_WAIT)
                 if self.stats.waited_s + wait > self.max_wait_total:
                     raise self._halt(Stopped("rate_limited", "waited too long in total")) from None
                 self.stats.waited_s += wait
