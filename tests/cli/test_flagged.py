@@ -8,12 +8,14 @@ from typing import Any
 
 import bentoml
 import numpy as np
+import pytest
 from starlette.testclient import TestClient
 
 from bento_invguard import Policy, protect
 from bento_invguard.cli import main
 
 from ..conftest import forget_bentoml_metrics, policy_dict
+from .conftest import Run
 
 
 def probe(tier_keys: dict[str, str], audit_path: Path) -> None:
@@ -65,3 +67,78 @@ def test_missing_audit_path_is_a_usage_error(tmp_path: Path, capsys: Any) -> Non
     """A path that does not exist is exit 2 with the path named."""
     assert 2 == main(["flagged", str(tmp_path / "nope")])
     assert "nope: no such file or folder" in capsys.readouterr().err
+
+
+def write_trail(path: Path, *records: dict[str, Any] | str) -> Path:
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records),
+        encoding="utf-8",
+    )
+    return path
+
+
+def flagged_at(time: str, principal: str = "mallory") -> dict[str, Any]:
+    return {"time": time, "principal": principal, "risk": {"flagged": True}, "reason": None}
+
+
+def test_since_compares_times_not_strings(run: Run, tmp_path: Path) -> None:
+    """Offsets and a trailing Z are understood; a time without an offset is UTC."""
+    trail = write_trail(
+        tmp_path / "audit.jsonl",
+        flagged_at("2025-01-31T10:00:00+00:00", "early"),
+        flagged_at("2025-01-31T12:00:00.500000+00:00", "late"),
+    )
+    for since in ("2025-01-31T13:00:00+02:00", "2025-01-31T11:00Z", "2025-01-31T11:00:00"):
+        result = run("flagged", trail, "--since", since)
+        assert result.code == 0, (since, result.err)
+        assert [json.loads(line)["principal"] for line in result.out.splitlines()] == ["late"]
+    assert run("flagged", trail, "--since", "2025-01-31").code == 0
+    assert run("flagged", trail, "--since", "2025-02-01T00:00Z").code == 1
+
+
+def test_since_that_is_not_a_time_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+    trail = write_trail(tmp_path / "audit.jsonl", flagged_at("2025-01-31T10:00:00+00:00"))
+    result = run("flagged", trail, "--since", "yesterday")
+    assert result.code == 2
+    assert "--since 'yesterday'" in result.err and result.out == ""
+
+
+def test_output_in_a_missing_folder_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+    trail = write_trail(tmp_path / "audit.jsonl", flagged_at("2025-01-31T10:00:00+00:00"))
+    target = tmp_path / "missing" / "dir" / "f.jsonl"
+    result = run("flagged", trail, "-o", target)
+    assert result.code == 2
+    assert f"{target}: cannot write" in result.err
+
+
+def test_unreadable_input_is_a_usage_error(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trail = write_trail(tmp_path / "audit.jsonl", flagged_at("2025-01-31T10:00:00+00:00"))
+    real_open = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == trail:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    result = run("flagged", trail)
+    assert result.code == 2
+    assert f"{trail}: cannot read: Permission denied" in result.err
+
+
+def test_malformed_records_are_skipped_and_named(run: Run, tmp_path: Path) -> None:
+    trail = write_trail(
+        tmp_path / "audit.jsonl",
+        {"time": "2025-01-31T09:00:00+00:00", "risk": "high"},
+        "[1, 2]",
+        "{not json",
+        flagged_at("2025-01-31T10:00:00+00:00"),
+    )
+    result = run("flagged", trail)
+    assert result.code == 0, result.err
+    assert len(result.out.splitlines()) == 1
+    assert f'{trail}:1: "risk" is not an object, skipped' in result.err
+    assert f"{trail}:2: not a JSON object, skipped" in result.err
+    assert f"{trail}:3: not JSON, skipped" in result.err
