@@ -23,7 +23,6 @@ Record schema (version 1)::
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from ..context import Decision, QueryContext
 from ..telemetry.bentoml_bridge import ModelInfo
 from ..telemetry.inputs import input_sha256, input_summary
 from ..telemetry.outcome import Outcome
+from .jsonsafe import json_safe
 
 SCHEMA_VERSION = 1
 
@@ -120,7 +120,7 @@ class AuditEntry:
                 for d in self.decisions
             ],
             "risk": {
-                "score": _finite(self.risk),
+                "score": json_safe(self.risk),
                 "reasons": self.risk_reasons,
                 "flagged": self.flagged,
                 "degraded": self.degraded,
@@ -130,7 +130,7 @@ class AuditEntry:
         if self.explanations is not None:
             record["explanations"] = self.explanations
         if full:
-            record["raw"] = {"input": _plain(self.input), "scores": _plain(self.scores)}
+            record["raw"] = {"input": json_safe(self.input), "scores": json_safe(self.scores)}
         return record
 
 
@@ -150,24 +150,3 @@ def _model(model: ModelInfo | None) -> dict[str, Any] | None:
         return None
     created = model.created.isoformat() if model.created is not None else None
     return {"tag": model.tag, "version": model.version, "created": created}
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _plain(value: Any) -> Any:
-    """An array as nested lists (NaN and infinities as None, so the JSON stays strict)."""
-    if value is None:
-        return None
-    tolist = getattr(value, "tolist", None)
-    data = tolist() if callable(tolist) else value
-    return _strict_json(data)
-
-
-def _strict_json(data: Any) -> Any:
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, (list, tuple)):
-        return [_strict_json(item) for item in data]
-    return data

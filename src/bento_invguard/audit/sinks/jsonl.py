@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from ..jsonsafe import json_safe
 
 
 class JsonlSink:
@@ -137,15 +138,5 @@ def encode_line(record: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(record, separators=(",", ":"), allow_nan=False, default=str)
     except ValueError:
-        text = json.dumps(_finite(record), separators=(",", ":"), default=str)
+        text = json.dumps(json_safe(record), separators=(",", ":"), default=str)
     return (text + "\n").encode("utf-8")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
