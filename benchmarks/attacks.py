@@ -7,10 +7,11 @@ what they get back, as a real attacker would. Label-only attacks use the
 argmax alone. When the defender refuses the key, ``ask`` raises
 :class:`Refused` (over HTTP: a 403 or 429) and the attack stops with what it
 has; when it refuses one query (a 422), ``ask`` raises :class:`Rejected` and
-the attack goes on with other queries where it can. The same functions drive
-the in-process benchmark (``benchmarks/detection.py``) and can drive a
-red-team run over HTTP (``ask`` posts the rows with a key). :func:`diluted`
-wraps any ``ask`` to hide each probe among natural queries.
+the attack goes on with other queries where it can. These functions drive
+the in-process benchmark (``benchmarks/detection.py``); red-team runs over
+HTTP are ``invguard attack`` (:mod:`bento_invguard.redteam`), not this
+module. :func:`diluted` wraps any ``ask`` to hide each probe among natural
+queries.
 
 >>> import numpy as np
 >>> w = np.eye(2)

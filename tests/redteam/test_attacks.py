@@ -139,3 +139,52 @@ def test_refused_start_without_reference(endpoint: Callable[..., MockEndpoint]) 
     assert report["stopped"] == "no_answer"
     assert any("first query" in note for note in report["notes"])
     assert report["queries"]["rejected"] == {"invalid_input": 1}
+
+
+@pytest.mark.parametrize("attack", ["label-only", "extraction"])
+def test_nothing_answered_is_not_scored(
+    digits: Digits, endpoint: Callable[..., MockEndpoint], attack: str
+) -> None:
+    """Every request refused (e.g. a wrong field): the budget is spent on refusals and
+    no leakage score is given, not a chance-level one that reads as "no leak"."""
+    mock = endpoint(script={n: (400, "bad_request", {}) for n in range(1, 100)})
+    reference = Reference(digits.x_test, digits.y_test)
+    report, _ = run(plan(attack, 40), reference, client=mock.client())
+    assert report["queries"]["answered"] == 0
+    assert report["stopped"] == "budget"
+    assert report["leakage"] is None and report["evaluation"] is None
+    assert any("answered no query" in note for note in report["notes"])
+
+
+def test_split_pool_and_held_out(digits: Digits) -> None:
+    """One seeded permutation: pool and held-out rows are disjoint halves, labels aligned."""
+    reference = Reference(digits.x_test, digits.y_test)
+    split = reference.split(3)
+    assert len(split.pool_x) == len(split.pool_y) == len(reference.x) // 2
+    assert len(split.held_x) + len(split.pool_x) == len(reference.x)
+    rows = {row.tobytes(): label for row, label in zip(reference.x, reference.y, strict=True)}
+    for x, y in ((split.pool_x, split.pool_y), (split.held_x, split.held_y)):
+        assert all(rows[row.tobytes()] == label for row, label in zip(x, y, strict=True))
+    again = reference.split(3)
+    assert np.array_equal(again.pool_x, split.pool_x)
+    assert np.array_equal(again.held_y, split.held_y)
+
+
+def test_reference_file_not_an_npz(tmp_path: Path, digits: Digits) -> None:
+    """A .npy, a truncated or a damaged archive: ValueError, never TypeError or BadZipFile."""
+    npy = tmp_path / "x.npy"
+    np.save(npy, digits.x_test)
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        Reference.load(npy)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=digits.x_test, y=digits.y_test)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        Reference.load(truncated)
+    damaged = bytearray(data)
+    damaged[300] ^= 0xFF  # inside x's data: a CRC error on reading
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="damaged"):
+        Reference.load(tmp_path / "damaged.npz")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +59,10 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         ([URL, "--attack", "inversion", "--shape", "64", "--min", "0", "--max", "1",
           "--fail-above", "2"], "--fail-above"),
         ([URL, "--attack", "inversion", "--reference", "missing.npz"], "no such file"),
+        (["http://[::1/predict", "--attack", "inversion", "--shape", "64", "--min", "0",
+          "--max", "1"], "not a valid URL"),
+        (["http:///predict", "--attack", "inversion", "--shape", "64", "--min", "0",
+          "--max", "1"], "has no host"),
     ],
 )  # fmt: skip
 def test_argument_errors_exit_2(
@@ -75,6 +83,16 @@ def test_bad_reference_files(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     text.write_text("not a zip")
     code, _, err = invoke(capsys, "attack", URL, "--attack", "inversion", "--reference", text)
     assert code == 2 and str(text) in err
+    npy = tmp_path / "ref.npy"
+    np.save(npy, np.zeros((10, 64)))
+    code, _, err = invoke(capsys, "attack", URL, "--attack", "inversion", "--reference", npy)
+    assert code == 2 and str(npy) in err and "not an .npz archive" in err
+    zipped = tmp_path / "zipped.npz"
+    np.savez(zipped, x=np.zeros((10, 64)), y=np.arange(10))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(zipped.read_bytes()[:200])
+    code, _, err = invoke(capsys, "attack", URL, "--attack", "inversion", "--reference", truncated)
+    assert code == 2 and str(truncated) in err
     ok = tmp_path / "ok.npz"
     np.savez(ok, x=np.zeros((10, 64)), y=np.arange(10))
     code, _, err = invoke(
@@ -103,3 +121,67 @@ def test_unreachable_endpoint_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 1
     assert "never answered: unreachable" in err
     assert '"stopped": "unreachable"' in out
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[Callable[[int, dict[str, str]], str]]:
+    """``url = refusing_server(status, body)``: a local endpoint answering every POST so."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(status: int, body: dict[str, str]) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/predict"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_every_request_refused_exits_1(
+    capsys: pytest.CaptureFixture[str],
+    refusing_server: Callable[[int, dict[str, str]], str],
+    reference_file: Path,
+) -> None:
+    """All 400s (e.g. a wrong --field): the budget is spent on refusals, nothing answered.
+    Exit 1 and no leakage score, even with --fail-above: not a "no leak"."""
+    url = refusing_server(400, {"error": "bad_request", "detail": "no field y"})
+    code, out, err = invoke(
+        capsys, "attack", url, "--attack", "label-only", "--reference", reference_file,
+        "--field", "y", "--budget", "40", "--quiet", "--json", "--fail-above", "0.99",
+    )  # fmt: skip
+    assert code == 1, err
+    assert "never answered: budget" in err and "bad_request" in err
+    report = json.loads(out)
+    assert report["queries"]["answered"] == 0
+    assert report["leakage"] is None
+
+
+def test_server_error_from_the_start_exits_1(
+    capsys: pytest.CaptureFixture[str],
+    refusing_server: Callable[[int, dict[str, str]], str],
+    reference_file: Path,
+) -> None:
+    url = refusing_server(500, {"detail": "boom"})
+    code, out, err = invoke(
+        capsys, "attack", url, "--attack", "inversion", "--reference", reference_file,
+        "--budget", "40", "--quiet", "--json",
+    )  # fmt: skip
+    assert code == 1, err
+    assert "never answered: server_error" in err
+    assert json.loads(out)["leakage"] is None

@@ -109,8 +109,11 @@ def test_extraction_reports_agreement(
     assert code == 0, err
     assert report is not None
     assert report["evaluation"]["labelled_by"] == "eval_key"
-    assert 0.0 <= report["leakage"]["score"] <= 1.0
-    assert report["leakage"]["rows"] > 0
+    leakage = report["leakage"]
+    # 60 queried rows copy the model well beyond always answering its most common label
+    # (seen: agreement 0.8 against a majority rate of 0.135).
+    assert leakage["score"] > leakage["baseline"] + 0.3
+    assert leakage["rows"] > 0
     assert report["details"]["trained_on"] > 0
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from ..redteam.client import Oracle
@@ -20,15 +21,6 @@ from ..redteam.runner import ATTACKS, Plan, Reference, run
 from .errors import EXIT_OK, EXIT_PROBLEMS, CliError
 
 KEY_ENV = "INVGUARD_ATTACK_KEY"
-#: Stop reasons that mean the endpoint never let the attack start.
-_NO_SERVICE = (
-    "unreachable",
-    "unauthenticated",
-    "forbidden",
-    "not_found",
-    "unexpected_answer",
-    "no_answer",
-)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -145,11 +137,16 @@ def run_attack(args: argparse.Namespace) -> int:
 
 
 def _exit_code(report: dict[str, Any], fail_above: float | None) -> int:
-    if report["queries"]["answered"] == 0 and report["stopped"] in _NO_SERVICE:
+    if report["queries"]["answered"] == 0:
+        # Whatever stopped the run (refusals, 400s of a wrong --field, a server error,
+        # the budget spent on refused rows), nothing was learnt: not a "no leak".
         detail = report.get("stop_detail") or ""
+        rejected = report["queries"].get("rejected") or {}
+        refused = ", ".join(f"{reason} x{rows}" for reason, rows in rejected.items())
         print(
             f"invguard attack: error: the endpoint never answered: {report['stopped']}"
-            + (f" ({detail})" if detail else ""),
+            + (f" ({detail})" if detail else "")
+            + (f"; rows refused: {refused}" if refused else ""),
             file=sys.stderr,
         )
         return EXIT_PROBLEMS
@@ -173,6 +170,12 @@ def _reference(path: Path | None) -> Reference | None:
 def _plan(args: argparse.Namespace, reference: Reference | None) -> Plan:
     if not args.url.startswith(("http://", "https://")):
         raise CliError(f"{args.url!r} is not an http:// or https:// URL")
+    try:
+        host = httpx.URL(args.url).host
+    except httpx.InvalidURL as exc:
+        raise CliError(f"{args.url!r} is not a valid URL: {exc}") from None
+    if not host:
+        raise CliError(f"{args.url!r} has no host")
     if args.budget < 1:
         raise CliError("--budget must be >= 1")
     if not 1 <= args.batch <= 1024:

@@ -11,7 +11,7 @@ from .common import AttackResult, InputSpace
 from .extraction import ExtractionSettings, extract
 from .inversion import NesSettings, invert
 from .label_only import ProbeSettings, reverse_correlation
-from .runner import ATTACKS, Plan, Reference, run
+from .runner import ATTACKS, Plan, Reference, Split, run
 from .scoring import InversionLeakage, SoftmaxRegression, agreement, fit_judge, inversion_leakage
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Reference",
     "Rejected",
     "SoftmaxRegression",
+    "Split",
     "Stopped",
     "agreement",
     "extract",

@@ -13,6 +13,8 @@ accuracy.
 from __future__ import annotations
 
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 
+from ..audit.jsonsafe import json_safe
 from .client import Oracle, Rejected, Stopped
 from .common import AttackResult, InputSpace
 from .extraction import ExtractionSettings, extract
@@ -41,12 +44,27 @@ class Reference:
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
-        """An ``.npz`` with arrays ``x`` (n, features...) and ``y`` (n,) of class indices."""
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"x", "y"} - set(data.files)
-            if missing:
-                raise ValueError(f"the file has no array named {', '.join(sorted(missing))}")
-            x, y = np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"])
+        """An ``.npz`` with arrays ``x`` (n, features...) and ``y`` (n,) of class indices.
+
+        Raises ``ValueError`` for a file that is not such an archive (a ``.npy``,
+        a damaged zip) and ``OSError`` for one that cannot be read.
+        """
+        # Our own file object: np.load leaks the one it opens when the zip is unreadable.
+        with open(path, "rb") as file:
+            try:
+                data = np.load(file, allow_pickle=False)
+            except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+                raise ValueError(f"not a readable .npz archive: {exc}") from None
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive of arrays x and y (a single array?)")
+            with data:
+                missing = {"x", "y"} - set(data.files)
+                if missing:
+                    raise ValueError(f"the file has no array named {', '.join(sorted(missing))}")
+                try:
+                    x, y = np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"])
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    raise ValueError(f"damaged .npz archive: {exc}") from None
         if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) < 4:
             raise ValueError(
                 f"need x of shape (n, features) and y of shape (n,), n >= 4; "
@@ -58,16 +76,21 @@ class Reference:
             raise ValueError("y must hold class indices 0, 1, 2, ...")
         return cls(x.reshape(len(x), -1), y.astype(np.int64))
 
-    def split(self, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(pool x, held-out x, held-out y): a seeded half/half split."""
+    def split(self, seed: int = 0) -> Split:
+        """A seeded half/half split: the attacker's pool and the held-out rows."""
         order = np.random.default_rng(seed).permutation(len(self.x))
-        half = len(order) // 2
-        return self.x[order[:half]], self.x[order[half:]], self.y[order[half:]]
+        pool, held = order[: len(order) // 2], order[len(order) // 2 :]
+        return Split(self.x[pool], self.y[pool], self.x[held], self.y[held])
 
-    def pool_labels(self, seed: int = 0) -> np.ndarray:
-        """True labels of :meth:`split`'s pool rows: for scoring only, attacks never see them."""
-        order = np.random.default_rng(seed).permutation(len(self.x))
-        return self.y[order[: len(order) // 2]]
+
+@dataclass(frozen=True)
+class Split:
+    """:meth:`Reference.split`: the pool's labels are for scoring only, attacks never see them."""
+
+    pool_x: np.ndarray
+    pool_y: np.ndarray
+    held_x: np.ndarray
+    held_y: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -116,20 +139,8 @@ def run(
         space = InputSpace.from_range(features, plan.low, plan.high)
     else:
         raise ValueError("the input shape is needed: give a shape or reference rows")
-    oracle = Oracle(
-        plan.url,
-        key=plan.key,
-        budget=plan.budget,
-        field=plan.field,
-        shape=plan.shape,
-        scores_field=plan.scores_field,
-        client=client,
-        timeout=plan.timeout,
-        max_wait=plan.max_wait,
-        max_wait_total=plan.max_wait_total,
-        on_exchange=on_exchange,
-        sleep=sleep,
-    )
+    split = reference.split(plan.seed) if reference is not None else None
+    oracle = _oracle(plan, plan.key, plan.budget, client, on_exchange=on_exchange, sleep=sleep)
     with oracle:
         classes = _first_contact(oracle, space)
         if classes is None and oracle.stopped is None and reference is not None:
@@ -142,8 +153,14 @@ def run(
                     "or --min/--max that the endpoint accepts"
                 )
         else:
-            result = _attack(plan, oracle, space, classes, reference)
-        leakage, evaluation = _score(plan, result, reference, classes, client, holdout_labels)
+            result = _attack(plan, oracle, space, classes, split)
+        if oracle.stats.answered == 0:
+            result.note("the endpoint answered no query: leakage is not scored")
+            leakage, evaluation = None, None
+        else:
+            leakage, evaluation = _score(
+                plan, result, reference, split, classes, client, holdout_labels
+            )
     report: dict[str, Any] = {
         "attack": plan.attack,
         "url": plan.url,
@@ -157,10 +174,36 @@ def run(
         "leakage": leakage,
         "evaluation": evaluation,
         "notes": result.notes,
-        "details": _plain(result.details),
+        "details": json_safe(result.details),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
     return report, result
+
+
+def _oracle(
+    plan: Plan,
+    key: str | None,
+    budget: int,
+    client: httpx.Client | None,
+    *,
+    on_exchange: Callable[[Oracle], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Oracle:
+    """An oracle for ``plan``'s endpoint, with this key and budget."""
+    return Oracle(
+        plan.url,
+        key=key,
+        budget=budget,
+        field=plan.field,
+        shape=plan.shape,
+        scores_field=plan.scores_field,
+        client=client,
+        timeout=plan.timeout,
+        max_wait=plan.max_wait,
+        max_wait_total=plan.max_wait_total,
+        on_exchange=on_exchange,
+        sleep=sleep,
+    )
 
 
 def _first_contact(oracle: Oracle, space: InputSpace) -> int | None:
@@ -176,7 +219,7 @@ def _stop_reason(oracle: Oracle) -> str:
 
 
 def _attack(
-    plan: Plan, oracle: Oracle, space: InputSpace, classes: int, reference: Reference | None
+    plan: Plan, oracle: Oracle, space: InputSpace, classes: int, split: Split | None
 ) -> AttackResult:
     targets = list(plan.targets) if plan.targets is not None else list(range(classes))
     if plan.attack == "inversion":
@@ -185,7 +228,7 @@ def _attack(
     if plan.attack == "label-only":
         cfg = ProbeSettings(batch=plan.batch, seed=plan.seed)
         return reverse_correlation(oracle, space, targets, cfg)
-    pool = reference.split(plan.seed)[0] if reference is not None else None
+    pool = split.pool_x if split is not None else None
     return extract(oracle, space, pool, ExtractionSettings(batch=plan.batch, seed=plan.seed))
 
 
@@ -193,11 +236,12 @@ def _score(
     plan: Plan,
     result: AttackResult,
     reference: Reference | None,
+    split: Split | None,
     classes: int | None,
     client: httpx.Client | None,
     holdout_labels: Callable[[np.ndarray], np.ndarray] | None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    if reference is None:
+    if reference is None or split is None:
         result.note("no --reference: leakage is not scored (the judge needs labelled rows)")
         return None, None
     n_classes = max(int(reference.y.max()) + 1, classes or 0)
@@ -214,8 +258,7 @@ def _score(
         return scored.as_dict(), None
     if result.copy is None:
         return None, None
-    _, x_hold, y_hold = reference.split(plan.seed)
-    x_hold, y_hold = x_hold[: plan.eval_rows], y_hold[: plan.eval_rows]
+    x_hold, y_hold = split.held_x[: plan.eval_rows], split.held_y[: plan.eval_rows]
     copied = result.copy.predict(x_hold)
     evaluation: dict[str, Any] = {
         "held_out_rows": len(x_hold),
@@ -234,8 +277,7 @@ def _score(
     score = agreement(copied[:answered], labels)
     # What the attacker's own public rows give with their true labels, no query sent:
     # the endpoint's answers leak only what the copy agrees beyond that.
-    pool = reference.split(plan.seed)[0]
-    public = SoftmaxRegression(n_classes).fit(pool, reference.pool_labels(plan.seed))
+    public = SoftmaxRegression(n_classes).fit(split.pool_x, split.pool_y)
     public_score = agreement(public.predict(x_hold[:answered]), labels)
     leakage = {
         "score": round(score, 4),
@@ -254,18 +296,7 @@ def _label_holdout(
     key = plan.eval_key or plan.key
     evaluation["labelled_by"] = "eval_key" if plan.eval_key else "attack_key"
     labels: list[np.ndarray] = []
-    with Oracle(
-        plan.url,
-        key=key,
-        budget=len(x_hold),
-        field=plan.field,
-        shape=plan.shape,
-        scores_field=plan.scores_field,
-        client=client,
-        timeout=plan.timeout,
-        max_wait=plan.max_wait,
-        max_wait_total=plan.max_wait_total,
-    ) as oracle:
+    with _oracle(plan, key, len(x_hold), client) as oracle:
         for i in range(0, len(x_hold), plan.batch):
             try:
                 labels.append(oracle.ask(x_hold[i : i + plan.batch]).argmax(axis=1))
@@ -273,18 +304,3 @@ def _label_holdout(
                 break  # agreement over the contiguous answered prefix only
         evaluation["queries"] = oracle.stats.as_dict()
     return np.concatenate(labels) if labels else None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy: arrays to lists, NaN to None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    return value
