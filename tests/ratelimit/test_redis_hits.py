@@ -20,11 +20,13 @@ def _ctx(principal: str = "alice") -> QueryContext:
 
 
 def _policy(redis_url: str, limits: str) -> Policy:
-    # A generous storage timeout: these tests are about counts, and 80 spends in flight
-    # on a busy 2-core machine can outlast the default 0.5 s (a 503, not a count).
+    # Generous storage timeouts (the call's and the socket's): these tests are about
+    # counts, and 80 spends in flight on a busy 2-core machine can outlast the
+    # defaults (0.5 s and 0.25 s), which gives a 503, not a count.
     return Policy(
         tiers={"public": {"rate_limit": limits}},
         storage=redis_url,
+        storage_options={"socket_timeout": 5.0},
         rate_limiting={"timeout": 5.0},
     )
 
