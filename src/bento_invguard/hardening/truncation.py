@@ -6,9 +6,10 @@ included: the class a caller is told is always the class the model chose
 the row returned, so any reader's argmax agrees.
 
 One row of finite float64 scores (the usual one-row request) takes a path in
-plain Python floats that gives exactly what the array path gives (the same
-``np.round``, the same IEEE operations in the same order); it costs a third as
-much as the array path, whose every step is a NumPy call.
+plain Python floats that gives exactly what the array path gives (NumPy's
+rounding, ``rint(x * 10**d) / 10**d``, and the same IEEE operations in the same
+order); it costs a fifth as much as the array path, whose every step is a
+NumPy call.
 """
 
 from __future__ import annotations
@@ -136,15 +137,14 @@ def _one_row(rows: np.ndarray, mode: str, k: int, decimals: int) -> np.ndarray |
     if mode not in ("top_k", "rounded"):
         raise ValueError(f"unknown output mode {mode!r}")
     winner = values.index(max(values))  # np.argmax: the first maximum
-    rounded: list[float] = np.round(rows[0], decimals).tolist()
     nonnegative = min(values) >= 0
     quantum = 10.0**-decimals
     if mode == "rounded":
-        out = rounded
+        out = _rounded_floats(values, decimals, rows[0])
     else:
         # sorted() is stable with reverse=True: the first maximum comes first, as in _top_k.
         kept = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:k]
-        kept_values = [rounded[i] for i in kept]
+        kept_values = _rounded_floats([values[i] for i in kept], decimals, rows[0], kept)
         out = [0.0 if nonnegative else min(kept_values) - quantum] * len(values)
         for i, value in zip(kept, kept_values, strict=True):
             out[i] = value
@@ -157,3 +157,31 @@ def _one_row(rows: np.ndarray, mode: str, k: int, decimals: int) -> np.ndarray |
         out = [cap if i != winner and value >= top else value for i, value in enumerate(out)]
         out[winner] = top
     return np.array([out], dtype=np.float64)
+
+
+#: Below 2**52 a float64 may have a fraction; from there on every one is an integer.
+_INTEGRAL_FROM = 4503599627370496.0
+
+
+def _rounded_floats(
+    values: list[float], decimals: int, row: np.ndarray, index: list[int] | None = None
+) -> list[float]:
+    """``np.round(row[index], decimals).tolist()``, computed in Python on ``values``,
+    the same floats (``row[index].tolist()``).
+
+    NumPy rounds float64 to ``decimals >= 0`` as ``rint(x * 10**decimals) /
+    10**decimals``; so does this, with Python's round-half-even ``round`` for
+    ``rint`` and ``copysign`` to keep the sign of a zero. ``10.0**decimals`` is
+    exact up to 22, as NumPy's factor is; beyond, or below 0, NumPy itself.
+    """
+    if not 0 <= decimals <= 22:
+        picked = row if index is None else row[index]
+        return np.round(picked, decimals).tolist()  # type: ignore[no-any-return]
+    factor = 10.0**decimals
+    out = []
+    for value in values:
+        scaled = value * factor
+        if abs(scaled) < _INTEGRAL_FROM:
+            scaled = math.copysign(float(round(scaled)), scaled)
+        out.append(scaled / factor)
+    return out
