@@ -148,6 +148,32 @@ def test_one_row_path_equals_the_array_path(
     assert (np.signbit(fast) == np.signbit(array)).all()
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.floats(-10.0, 10.0),
+            st.integers(-20000, 20000).map(lambda i: i / 1000 + 0.0005),  # half-way points
+            st.sampled_from([0.0, -0.0, 0.125, -0.375, 2.5, 1e300, -1e300, 5e-324]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    decimals=st.integers(-3, 25),
+)
+def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int) -> None:
+    """The one-row path's rounding gives np.round's bits, signs of zero included."""
+    from bento_invguard.hardening.truncation import _rounded_floats
+
+    row = np.asarray(values, dtype=np.float64)
+    with np.errstate(all="ignore"):  # x * 10**d may overflow, in both
+        ours = np.asarray(_rounded_floats(values, decimals, row))
+        numpys = np.round(row, decimals)
+    np.testing.assert_array_equal(ours, numpys)
+    assert (np.signbit(ours) == np.signbit(numpys)).all()
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     scores=st.one_of(
