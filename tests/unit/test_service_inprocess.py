@@ -187,6 +187,10 @@ def test_schema_is_unchanged_by_the_guard() -> None:
         method = Toy.apis[name]
         assert ["self", "x"] == list(inspect.signature(method.func).parameters)
         assert "x" in method.input_spec.model_fields
+        # Stored once (BentoML asks for it on every call), and the function's own.
+        original = inspect.unwrap(method.func)
+        assert method.func.__signature__ == inspect.signature(original)
+        assert inspect.signature(method.func) is method.func.__signature__
     assert inspect.iscoroutinefunction(Toy.apis["predict_async"].func)
     assert inspect.isgeneratorfunction(Toy.apis["predict_stream"].func)
     assert inspect.isasyncgenfunction(Toy.apis["predict_astream"].func)

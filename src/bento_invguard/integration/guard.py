@@ -73,6 +73,9 @@ def _guard_with(pipeline: GuardPipeline, input_arg: str | None) -> Callable[[F],
         locate = InputLocator(func, input_arg or pipeline.policy.input.argument)
         wrapper = _wrap(func, pipeline, locate, func.__name__)
         setattr(wrapper, GUARD_ATTR, pipeline)
+        # BentoML 1.4 takes inspect.signature() of the API function on every call;
+        # a stored signature (the function's own) saves it rebuilding one each time.
+        wrapper.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
