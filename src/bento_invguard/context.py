@@ -104,6 +104,15 @@ def current_query() -> QueryContext | None:
     return _current.get()
 
 
+def activate_query(ctx: QueryContext) -> contextvars.Token[QueryContext | None]:
+    """Make ``ctx`` the current query; hand the token to :func:`deactivate_query`."""
+    return _current.set(ctx)
+
+
+def deactivate_query(token: contextvars.Token[QueryContext | None]) -> None:
+    _current.reset(token)
+
+
 @contextlib.contextmanager
 def active_query(ctx: QueryContext) -> Iterator[QueryContext]:
     token = _current.set(ctx)

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from ..context import QueryContext, active_query, current_query
+from ..context import QueryContext, activate_query, current_query, deactivate_query
 from ..errors import (
     Forbidden,
     GuardRejection,
@@ -110,11 +110,13 @@ class GuardMiddleware:
             self.access.admit(ctx, headers)
             if ctx.endpoint is not None:
                 self.access.gate(ctx)
-                await self.monitor.check_block(ctx)
-                # The request's first row, counted before the body is read.
-                await self.limiter.spend(ctx, 1)
-                _refuse_media_type(ctx, scope)
-                body = await self._read_body(ctx, scope, receive)
+                if self.monitor.enabled:
+                    await self.monitor.check_block(ctx)
+                if self.limiter.enabled:  # the request's first row, before the body is read
+                    await self.limiter.spend(ctx, 1)
+                content_types, content_lengths = _body_headers(scope["headers"])
+                _refuse_media_type(ctx, content_types)
+                body = await self._read_body(ctx, content_lengths, receive)
                 if body is None:  # the client went away
                     return
                 receive = _replay(body, receive)
@@ -127,17 +129,19 @@ class GuardMiddleware:
             await send_rejection(send, rejection)
             return
         scope.setdefault("state", {})["invguard"] = ctx
-        responder = _Responder(ctx, send, self.limiter)
-        with active_query(ctx):
-            try:
-                await self.app(scope, receive, responder)
-            except Exception:
-                if ctx.rejection is None or responder.started:
-                    ctx.status = ctx.status or 500
-                    raise
-                ctx.status = ctx.rejection.status
-                await send_rejection(send, ctx.rejection)
-                return
+        responder = _Responder(ctx, send, self.limiter if self.limiter.enabled else None)
+        token = activate_query(ctx)  # active_query(ctx), without a generator per request
+        try:
+            await self.app(scope, receive, responder)
+        except Exception:
+            if ctx.rejection is None or responder.started:
+                ctx.status = ctx.status or 500
+                raise
+            ctx.status = ctx.rejection.status
+            await send_rejection(send, ctx.rejection)
+            return
+        finally:
+            deactivate_query(token)
         await responder.flush()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
@@ -152,17 +156,18 @@ class GuardMiddleware:
 
         return lifespan_send
 
-    async def _read_body(self, ctx: QueryContext, scope: Scope, receive: Receive) -> bytes | None:
-        for name, value in scope["headers"]:
-            if name.lower() == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise ctx.reject(
-                        InvalidInput("body", "the Content-Length header is not a number"), "body"
-                    ) from None
-                if declared > self.max_body:
-                    raise ctx.reject(self._too_large(declared), "body")
+    async def _read_body(
+        self, ctx: QueryContext, content_lengths: list[bytes], receive: Receive
+    ) -> bytes | None:
+        for content_length in content_lengths:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                raise ctx.reject(
+                    InvalidInput("body", "the Content-Length header is not a number"), "body"
+                ) from None
+            if declared > self.max_body:
+                raise ctx.reject(self._too_large(declared), "body")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -201,19 +206,31 @@ def _self_call_refusal(ctx: QueryContext) -> Forbidden:
     )
 
 
-def _refuse_media_type(ctx: QueryContext, scope: Scope) -> None:
-    for name, value in scope["headers"]:
-        if name.lower() == b"content-type":
-            media_type = value.split(b";")[0].strip().lower().decode("latin-1")
-            if media_type in REFUSED_MEDIA_TYPES:
-                raise ctx.reject(
-                    UnsupportedMediaType(
-                        f"{media_type} is not accepted by guarded APIs; send JSON. (BentoML "
-                        "sends it between the services of one deployment: guard the entry "
-                        "service, not its bentoml.depends dependencies.)"
-                    ),
-                    "body",
-                )
+def _body_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]:
+    """Every Content-Type and every Content-Length value, in one pass over the headers."""
+    content_types: list[bytes] = []
+    content_lengths: list[bytes] = []
+    for name, value in raw_headers:
+        name = name.lower()
+        if name == b"content-type":
+            content_types.append(value)
+        elif name == b"content-length":
+            content_lengths.append(value)
+    return content_types, content_lengths
+
+
+def _refuse_media_type(ctx: QueryContext, content_types: list[bytes]) -> None:
+    for value in content_types:
+        media_type = value.split(b";")[0].strip().lower().decode("latin-1")
+        if media_type in REFUSED_MEDIA_TYPES:
+            raise ctx.reject(
+                UnsupportedMediaType(
+                    f"{media_type} is not accepted by guarded APIs; send JSON. (BentoML "
+                    "sends it between the services of one deployment: guard the entry "
+                    "service, not its bentoml.depends dependencies.)"
+                ),
+                "body",
+            )
 
 
 def _encode(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:

@@ -140,13 +140,17 @@ def _wrap(
                 ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
                 return pipeline.refuse(None, rejection)
-            with pipeline.closing(ctx):
-                try:
-                    await admit_async(ctx, args, kwargs)
-                    output = await func(*args, **kwargs)
-                    return await pipeline.harden_async(ctx, output)
-                except GuardRejection as rejection:
-                    return pipeline.refuse(ctx, rejection)
+            try:  # pipeline.closing(ctx), inline: no generator per call
+                await admit_async(ctx, args, kwargs)
+                output = await func(*args, **kwargs)
+                return await pipeline.harden_async(ctx, output)
+            except GuardRejection as rejection:
+                return pipeline.refuse(ctx, rejection)
+            except Exception:
+                ctx.status = 500  # the model (or a server-side bug) failed
+                raise
+            finally:
+                pipeline.close(ctx)
 
         return async_wrapper
 
@@ -157,12 +161,16 @@ def _wrap(
             ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
             return pipeline.refuse(None, rejection)
-        with pipeline.closing(ctx):
-            try:
-                admit_sync(ctx, args, kwargs)
-                return pipeline.harden(ctx, func(*args, **kwargs))
-            except GuardRejection as rejection:
-                return pipeline.refuse(ctx, rejection)
+        try:  # pipeline.closing(ctx), inline: no generator per call
+            admit_sync(ctx, args, kwargs)
+            return pipeline.harden(ctx, func(*args, **kwargs))
+        except GuardRejection as rejection:
+            return pipeline.refuse(ctx, rejection)
+        except Exception:
+            ctx.status = 500  # the model (or a server-side bug) failed
+            raise
+        finally:
+            pipeline.close(ctx)
 
     return sync_wrapper
 
