@@ -83,7 +83,8 @@ class AccessControl:
         ctx.tier = self.policy.tiers[tier]
 
 
-_KEY_HEADERS = ("authorization", "x-api-key")
+#: Raw (lower-case) header name -> the name presented_key() reads.
+_KEY_HEADERS = {b"authorization": "authorization", b"x-api-key": "x-api-key"}
 
 
 def key_headers(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
@@ -94,8 +95,8 @@ def key_headers(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
     """
     found: dict[str, bytes] = {}
     for raw_name, value in raw_headers:
-        name = raw_name.decode("latin-1").lower()
-        if name in _KEY_HEADERS:
+        name = _KEY_HEADERS.get(raw_name.lower())
+        if name is not None:
             if found.get(name, value) != value:
                 raise Unauthenticated(
                     f"the {raw_name.decode('latin-1')} header was sent twice with different keys"
