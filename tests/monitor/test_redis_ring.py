@@ -113,7 +113,7 @@ def test_concurrent_queries_of_one_key_all_enter_its_history(redis_url: str) -> 
             update={
                 "storage": redis_url,
                 "rate_limiting": base.rate_limiting.model_copy(update={"timeout": 5.0}),
-                "storage_options": {"socket_timeout": 5.0},
+                "storage_options": {"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
             }
         )
         # 60 writers of one key take turns; on a busy machine that can outlast the

@@ -22,11 +22,11 @@ def _ctx(principal: str = "alice") -> QueryContext:
 def _policy(redis_url: str, limits: str) -> Policy:
     # Generous storage timeouts (the call's and the socket's): these tests are about
     # counts, and 80 spends in flight on a busy 2-core machine can outlast the
-    # defaults (0.5 s and 0.25 s), which gives a 503, not a count.
+    # defaults (0.5 s, and 0.25 s to read or to connect), which gives a 503, not a count.
     return Policy(
         tiers={"public": {"rate_limit": limits}},
         storage=redis_url,
-        storage_options={"socket_timeout": 5.0},
+        storage_options={"socket_timeout": 5.0, "socket_connect_timeout": 5.0},
         rate_limiting={"timeout": 5.0},
     )
 
