@@ -23,6 +23,7 @@ Record schema (version 1)::
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -146,7 +147,11 @@ def _span_ids(span: Any, fallback: Any = None) -> tuple[str | None, str | None]:
 
 
 def _model(model: ModelInfo | None) -> dict[str, Any] | None:
-    if model is None:
-        return None
+    return None if model is None else dict(_described(model))  # each record its own dict
+
+
+@functools.lru_cache(maxsize=64)
+def _described(model: ModelInfo) -> dict[str, Any]:
+    """The served model's part of a record, built once per model (ModelInfo is frozen)."""
     created = model.created.isoformat() if model.created is not None else None
     return {"tag": model.tag, "version": model.version, "created": created}

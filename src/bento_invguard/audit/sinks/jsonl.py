@@ -133,10 +133,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_shared_after_fork)
 
 
+#: One encoder for every line: json.dumps with these options builds a new one per call.
+_STRICT = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str)
+
+
 def encode_line(record: dict[str, Any]) -> bytes:
     """Compact, strict JSON (non-finite floats become null) and a newline."""
     try:
-        text = json.dumps(record, separators=(",", ":"), allow_nan=False, default=str)
+        text = _STRICT.encode(record)
     except ValueError:
-        text = json.dumps(json_safe(record), separators=(",", ":"), default=str)
+        text = _STRICT.encode(json_safe(record))
     return (text + "\n").encode("utf-8")
