@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/detection.py
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/efficacy.py
+	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/cycles.py; \
+	else echo "skipping benchmarks/cycles.py: it needs valgrind (apt-get install valgrind)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
