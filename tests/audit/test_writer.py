@@ -119,3 +119,32 @@ def test_one_bad_entry_does_not_cost_the_batch() -> None:
     assert (1, 1) == (writer.errors, writer.written)
     assert ["good"] == [r["principal"] for r in sink.records]
     writer.close()
+
+
+def test_concurrent_submits_are_each_written_once_in_order() -> None:
+    """Four threads submit while the writer drains batches: every record once, per-thread order."""
+    sink = GatedSink()
+    sink.gate.set()
+    writer = AuditWriter(
+        lambda: sink, sink_name="gated", metrics=GuardMetrics(), queue_size=100_000, linger=0.001
+    )
+
+    def submit_many(t: int) -> None:
+        for i in range(2000):
+            assert writer.submit(entry(f"t{t}-{i}"))
+
+    threads = [threading.Thread(target=submit_many, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert writer.flush(30.0)
+    written = [r["principal"] for r in sink.records]
+    assert len(written) == len(set(written)) == 8000 == writer.written
+    for t in range(4):
+        mine = [p for p in written if p.startswith(f"t{t}-")]
+        assert mine == [f"t{t}-{i}" for i in range(2000)]
+    writer.submit(entry("after"))  # the thread sleeps until woken again, then writes it
+    assert writer.flush(10.0)
+    assert "after" == sink.records[-1]["principal"]
+    writer.close()
