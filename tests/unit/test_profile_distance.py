@@ -18,17 +18,6 @@ from ..conftest import digits_module
 EXAMPLE_PROFILE = Path(__file__).parents[2] / "examples" / "digits" / "digits.profile.json"
 
 
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    x_train, x_test, _, _ = digits_module("model").load_split()  # type: ignore[attr-defined]
-    return x_train, x_test
-
-
-@pytest.fixture(scope="module")
-def profile(digits: tuple[np.ndarray, np.ndarray]) -> Profile:
-    return Profile.fit(digits[0])
-
-
 def probes(x: np.ndarray, scale: float, n: int, seed: int = 0) -> np.ndarray:
     """Reverse-correlation probes as the label-only attack draws them, from public rows ``x``."""
     lower, upper = x.min(axis=0), x.max(axis=0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +19,7 @@ from bento_invguard.context import QueryContext
 from bento_invguard.policy import InputPolicy
 from bento_invguard.validation import InputValidator
 
-from ..conftest import digits_module
-
 SPEC = InputPolicy(shape=[64], dtype="float", min=0.0, max=16.0)
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    x_train, x_test, _, _ = digits_module("model").load_split()  # type: ignore[attr-defined]
-    return x_train, x_test
-
-
-@pytest.fixture(scope="module")
-def profile(digits: tuple[np.ndarray, np.ndarray]) -> Profile:
-    return Profile.fit(digits[0])
 
 
 def verdict(validator: InputValidator, rows: np.ndarray) -> tuple[str, str] | None:
