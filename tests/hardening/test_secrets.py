@@ -18,15 +18,12 @@ from typing import Any
 import bentoml
 import numpy as np
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from starlette.testclient import TestClient
 
 from bento_invguard import Policy, generate_key, hash_key, keys, protect
 
 from ..conftest import forget_bentoml_metrics
+from ..telemetry.helpers import make_otel
 from .conftest import Served, wait_for
 
 
@@ -144,11 +141,9 @@ def test_no_key_reaches_spans_logs_audit_or_bodies_in_process(
             "audit": {"sink": "jsonl", "path": str(tmp_path / "audit.jsonl")},
         }
     )
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = make_otel()
 
-    @protect(policy, tracer_provider=provider)
+    @protect(policy, tracer_provider=otel.tracer_provider)
     @bentoml.service(name="secretive")
     class Secretive:
         @bentoml.api
@@ -169,7 +164,7 @@ def test_no_key_reaches_spans_logs_audit_or_bodies_in_process(
         responses, presented = traffic(post, valid, [1.0, 2.0, 3.0, 4.0])
         recorder = getattr(Secretive.apis["predict"].func, "__invguard_pipeline__").recorder
         assert recorder.flush(10.0)
-    spans = exporter.get_finished_spans()
+    spans = otel.spans.get_finished_spans()
     guarded = [s for s in spans if s.name == "invguard.query"]
     assert len(guarded) == len(responses)
     span_text = json.dumps(

@@ -195,21 +195,15 @@ def test_schema_errors_do_not_flood_the_error_log(caplog: pytest.LogCaptureFixtu
 
 def test_malformed_key_headers_are_recorded_as_refusals() -> None:
     """Two different X-API-Key headers: a 401 whose span records a rejection, not an allow."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
     from bento_invguard import protect
 
+    from ..telemetry.helpers import make_otel
     from .toy_service import POLICY
 
     forget_bentoml_metrics()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel = make_otel()
 
-    @protect(POLICY, tracer_provider=provider)
+    @protect(POLICY, tracer_provider=otel.tracer_provider)
     @bentoml.service(name="twokeys")
     class TwoKeys:
         @bentoml.api
@@ -223,6 +217,6 @@ def test_malformed_key_headers_are_recorded_as_refusals() -> None:
             headers=[("X-API-Key", KEYS["public"]), ("X-API-Key", KEYS["partner"])],
         )
     assert 401 == r.status_code
-    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("invguard")]
+    (span,) = [s for s in otel.spans.get_finished_spans() if s.name.startswith("invguard")]
     assert span.attributes is not None
     assert "reject" == span.attributes.get("invguard.decision"), dict(span.attributes)
