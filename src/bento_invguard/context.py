@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,19 +102,21 @@ def current_query() -> QueryContext | None:
     return _current.get()
 
 
-def activate_query(ctx: QueryContext) -> contextvars.Token[QueryContext | None]:
-    """Make ``ctx`` the current query; hand the token to :func:`deactivate_query`."""
-    return _current.set(ctx)
+class active_query:
+    """Make ``ctx`` the current query for the ``with`` block.
 
+    A class rather than a generator-based context manager: entered on every
+    guarded request, it costs two method calls instead of a generator.
+    """
 
-def deactivate_query(token: contextvars.Token[QueryContext | None]) -> None:
-    _current.reset(token)
+    __slots__ = ("_token", "ctx")
 
+    def __init__(self, ctx: QueryContext) -> None:
+        self.ctx = ctx
 
-@contextlib.contextmanager
-def active_query(ctx: QueryContext) -> Iterator[QueryContext]:
-    token = _current.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _current.reset(token)
+    def __enter__(self) -> QueryContext:
+        self._token = _current.set(self.ctx)
+        return self.ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from ..context import QueryContext, activate_query, current_query, deactivate_query
+from ..context import QueryContext, active_query, current_query
 from ..errors import (
     Forbidden,
     GuardRejection,
@@ -130,18 +130,16 @@ class GuardMiddleware:
             return
         scope.setdefault("state", {})["invguard"] = ctx
         responder = _Responder(ctx, send, self.limiter if self.limiter.enabled else None)
-        token = activate_query(ctx)  # active_query(ctx), without a generator per request
-        try:
-            await self.app(scope, receive, responder)
-        except Exception:
-            if ctx.rejection is None or responder.started:
-                ctx.status = ctx.status or 500
-                raise
-            ctx.status = ctx.rejection.status
-            await send_rejection(send, ctx.rejection)
-            return
-        finally:
-            deactivate_query(token)
+        with active_query(ctx):
+            try:
+                await self.app(scope, receive, responder)
+            except Exception:
+                if ctx.rejection is None or responder.started:
+                    ctx.status = ctx.status or 500
+                    raise
+                ctx.status = ctx.rejection.status
+                await send_rejection(send, ctx.rejection)
+                return
         await responder.flush()
 
     def _closing_on_shutdown(self, send: Send) -> Send:

@@ -140,17 +140,13 @@ def _wrap(
                 ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
                 return pipeline.refuse(None, rejection)
-            try:  # pipeline.closing(ctx), inline: no generator per call
-                await admit_async(ctx, args, kwargs)
-                output = await func(*args, **kwargs)
-                return await pipeline.harden_async(ctx, output)
-            except GuardRejection as rejection:
-                return pipeline.refuse(ctx, rejection)
-            except Exception:
-                ctx.status = 500  # the model (or a server-side bug) failed
-                raise
-            finally:
-                pipeline.close(ctx)
+            with pipeline.closing(ctx):
+                try:
+                    await admit_async(ctx, args, kwargs)
+                    output = await func(*args, **kwargs)
+                    return await pipeline.harden_async(ctx, output)
+                except GuardRejection as rejection:
+                    return pipeline.refuse(ctx, rejection)
 
         return async_wrapper
 
@@ -161,16 +157,12 @@ def _wrap(
             ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
             return pipeline.refuse(None, rejection)
-        try:  # pipeline.closing(ctx), inline: no generator per call
-            admit_sync(ctx, args, kwargs)
-            return pipeline.harden(ctx, func(*args, **kwargs))
-        except GuardRejection as rejection:
-            return pipeline.refuse(ctx, rejection)
-        except Exception:
-            ctx.status = 500  # the model (or a server-side bug) failed
-            raise
-        finally:
-            pipeline.close(ctx)
+        with pipeline.closing(ctx):
+            try:
+                admit_sync(ctx, args, kwargs)
+                return pipeline.harden(ctx, func(*args, **kwargs))
+            except GuardRejection as rejection:
+                return pipeline.refuse(ctx, rejection)
 
     return sync_wrapper
 

@@ -116,18 +116,9 @@ class GuardPipeline:
                 self.monitor.observe_refused_soon(ctx, value)  # off-data rows are a signal
             raise ctx.reject(rejection, "validate") from None
 
-    @contextlib.contextmanager
-    def closing(self, ctx: QueryContext) -> Iterator[QueryContext]:
+    def closing(self, ctx: QueryContext) -> _Closing:
         """Close the query however the call ends; a failure that is no rejection is a 500."""
-        try:
-            yield ctx
-        except GuardRejection:
-            raise
-        except Exception:
-            ctx.status = 500  # the model (or a server-side bug) failed
-            raise
-        finally:
-            self.close(ctx)
+        return _Closing(self, ctx)
 
     def close(self, ctx: QueryContext) -> None:
         """End a query the guard wrapper opened (the middleware ends its own)."""
@@ -196,6 +187,27 @@ class GuardPipeline:
         if current_bentoml_request() is not None:
             return rejection_response(rejection)
         raise rejection
+
+
+class _Closing:
+    """``with pipeline.closing(ctx):`` a class, not a generator: one per guarded call."""
+
+    __slots__ = ("ctx", "pipeline")
+
+    def __init__(self, pipeline: GuardPipeline, ctx: QueryContext) -> None:
+        self.pipeline, self.ctx = pipeline, ctx
+
+    def __enter__(self) -> QueryContext:
+        return self.ctx
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if (
+            exc_type is not None
+            and issubclass(exc_type, Exception)
+            and not issubclass(exc_type, GuardRejection)
+        ):
+            self.ctx.status = 500  # the model (or a server-side bug) failed
+        self.pipeline.close(self.ctx)
 
 
 @contextlib.contextmanager
