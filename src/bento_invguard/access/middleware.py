@@ -65,6 +65,8 @@ class GuardMiddleware:
         self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
         self._open_globs = tuple(p for p in patterns if _is_glob(p))
         self.max_body = policy.input.max_body_bytes
+        #: Where responses get their RateLimit-* headers from (None: no limits to report).
+        self._status_limiter = self.limiter if self.limiter.enabled else None
 
     def is_open(self, path: str) -> bool:
         if path in self.routes:
@@ -129,7 +131,7 @@ class GuardMiddleware:
             await send_rejection(send, rejection)
             return
         scope.setdefault("state", {})["invguard"] = ctx
-        responder = _Responder(ctx, send, self.limiter if self.limiter.enabled else None)
+        responder = _Responder(ctx, send, self._status_limiter)
         with active_query(ctx):
             try:
                 await self.app(scope, receive, responder)

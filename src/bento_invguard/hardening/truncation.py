@@ -8,8 +8,8 @@ the row returned, so any reader's argmax agrees.
 One row of finite float64 scores (the usual one-row request) takes a path in
 plain Python floats that gives exactly what the array path gives (NumPy's
 rounding, ``rint(x * 10**d) / 10**d``, and the same IEEE operations in the same
-order); it costs a fifth as much as the array path, whose every step is a
-NumPy call.
+order); it costs about a third as much as the array path, whose every step
+is a NumPy call.
 """
 
 from __future__ import annotations

@@ -211,10 +211,11 @@ class ProfileCheck:
         narrowed to ``[low, high]`` (so it is finite and in the policy's range
         too) and every row lies clearly inside the distance limit: 7 NumPy calls
         for one row, instead of the 15 that the policy's range check and
-        :meth:`first_violation` make. False means "not sure": the exact checks then decide, and name
-        the offending value. Rows within a relative 1e-9 of the distance limit,
-        where the two ways of summing could disagree, go to the exact checks.
-        None when the profile has no quadratic form to use (very wide rows).
+        :meth:`first_violation` make. False means "not sure": the exact checks
+        then decide, and name the offending value. Rows so close to the distance
+        limit that the two ways of summing could disagree (a relative margin of
+        at least 1e-9) go to the exact checks. None when the profile has no
+        quadratic form to use (very wide rows).
         """
         sub = self.subspace
         if sub is None or sub._form is None:
