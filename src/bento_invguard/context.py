@@ -92,31 +92,54 @@ class QueryContext:
         return rejection
 
 
-_current: contextvars.ContextVar[QueryContext | None] = contextvars.ContextVar(
+class _Slot:
+    """Holds the current query for as long as it is being served.
+
+    The context variable holds this slot, not the query: every copy of the
+    context taken while a query is served (by a timer, a task, a thread) keeps
+    only the slot, which is emptied when the query ends. Without it, a copy
+    that outlives the request (uvicorn's keep-alive timer keeps one for
+    seconds after it is cancelled) would keep the query, with its input and
+    scores, alive in memory, and in the collector's way, long after it was
+    answered.
+    """
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: QueryContext | None) -> None:
+        self.ctx = ctx
+
+
+_current: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar(
     "invguard_query", default=None
 )
 
 
 def current_query() -> QueryContext | None:
     """The query being served on this task or thread, if any."""
-    return _current.get()
+    slot = _current.get()
+    return slot.ctx if slot is not None else None
 
 
 class active_query:
     """Make ``ctx`` the current query for the ``with`` block.
 
     A class rather than a generator-based context manager: entered on every
-    guarded request, it costs two method calls instead of a generator.
+    guarded request, it costs two method calls instead of a generator. On
+    exit the query is also taken out of every copy of the context made in the
+    block (see :class:`_Slot`).
     """
 
-    __slots__ = ("_token", "ctx")
+    __slots__ = ("_slot", "_token", "ctx")
 
     def __init__(self, ctx: QueryContext) -> None:
         self.ctx = ctx
 
     def __enter__(self) -> QueryContext:
-        self._token = _current.set(self.ctx)
+        self._slot = slot = _Slot(self.ctx)
+        self._token = _current.set(slot)
         return self.ctx
 
     def __exit__(self, *exc: object) -> None:
+        self._slot.ctx = None
         _current.reset(self._token)

@@ -130,19 +130,29 @@ class GuardMiddleware:
                 outer.rejection = rejection  # the calling query answers with this refusal
             await send_rejection(send, rejection)
             return
-        scope.setdefault("state", {})["invguard"] = ctx
+        # The query on the request (request.state.invguard) while it is served. Objects
+        # that outlive the request keep the scope and the responder (uvicorn keeps the
+        # scope until the connection's next request; a cancelled keep-alive timer keeps
+        # BentoML's Request, whose send is the responder, for seconds): both let go of
+        # the query at the end, so it is freed as soon as it is answered.
+        state = scope.setdefault("state", {})
+        state["invguard"] = ctx
         responder = _Responder(ctx, send, self._status_limiter)
-        with active_query(ctx):
-            try:
-                await self.app(scope, receive, responder)
-            except Exception:
-                if ctx.rejection is None or responder.started:
-                    ctx.status = ctx.status or 500
-                    raise
-                ctx.status = ctx.rejection.status
-                await send_rejection(send, ctx.rejection)
-                return
-        await responder.flush()
+        try:
+            with active_query(ctx):
+                try:
+                    await self.app(scope, receive, responder)
+                except Exception:
+                    if ctx.rejection is None or responder.started:
+                        ctx.status = ctx.status or 500
+                        raise
+                    ctx.status = ctx.rejection.status
+                    await send_rejection(send, ctx.rejection)
+                    return
+            await responder.flush()
+        finally:
+            state.pop("invguard", None)
+            responder.release()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -263,6 +273,8 @@ class _Responder:
     not the model failing.
     """
 
+    __slots__ = ("_held", "_replaced", "_schema_error", "ctx", "limiter", "send", "started")
+
     def __init__(self, ctx: QueryContext, send: Send, limiter: RateLimiter | None = None) -> None:
         self.ctx = ctx
         self.send = send
@@ -315,6 +327,15 @@ class _Responder:
         self.started = self._replaced = True
         self.ctx.status = rejection.status
         await send_rejection(self.send, rejection)
+
+    def release(self) -> None:
+        """Let go of the query and the response once it is answered (see ``_guarded``).
+
+        The response is over by then: anything sent after it is dropped.
+        """
+        self._replaced = True
+        self._held = None
+        del self.ctx
 
     async def flush(self) -> None:
         """Send a held start that no body followed (an empty response)."""
