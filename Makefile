@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/detection.py
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/efficacy.py
+	$(BIN)/python benchmarks/insitu.py
 	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/cycles.py; \
 	else echo "skipping benchmarks/cycles.py: it needs valgrind (apt-get install valgrind)"; fi
 
