@@ -36,7 +36,6 @@ Writes ``benchmarks/results/cycles.json`` (git-ignored); a run takes about
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -246,10 +245,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(report(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {RESULTS.relative_to(ov.REPO)} ({results['wall_seconds']} s)")
+    ov.publish(report(results), results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ def measure(server: Server, out: Path, traffic: ov.Traffic) -> dict[str, Any]:
     return {
         "requests": n,
         "worker_cpu_us": sum(threads),
-        "threads_cpu_us": threads[:2],  # the event loop's, then the sync-API thread's
+        # the event loop's, then the sync-API thread's (0 if it never ran)
+        "threads_cpu_us": [*threads, 0.0, 0.0][:2],
         "gc_us": gc_us,
         "steps": steps,
     }
@@ -207,10 +208,7 @@ def main() -> None:
             server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
-    print(report(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {RESULTS.relative_to(ov.REPO)} ({results['wall_seconds']} s)")
+    ov.publish(report(results), results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -848,6 +848,14 @@ def git_state() -> dict[str, Any]:
     }
 
 
+def publish(text: str, results: dict[str, Any], path: Path) -> None:
+    """Print a benchmark's tables and write its figures as JSON (git-ignored)."""
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {path.relative_to(REPO)} ({results['wall_seconds']} s)")
+
+
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
@@ -1025,10 +1033,7 @@ def main() -> None:
     results["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     results["wall_seconds"] = round(time.monotonic() - started, 1)
 
-    print(report(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {RESULTS.relative_to(REPO)} ({results['wall_seconds']} s)")
+    publish(report(results), results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,20 @@ class KeepingApp:
     def __init__(self) -> None:
         self.kept: dict[str, Any] = {}
         self.seen: QueryContext | None = None
+        self.on_request: QueryContext | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await receive()
         self.seen = current_query()
+        self.on_request = scope["state"]["invguard"]
         self.kept = {"context": contextvars.copy_context(), "scope": scope, "send": send}
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"[1.0]"})
 
 
-def serve_once(app: KeepingApp, key: str, policy: Policy) -> list[dict[str, Any]]:
+def serve_once(
+    app: KeepingApp, key: str, policy: Policy, header: bytes = b"authorization"
+) -> list[dict[str, Any]]:
     guarded = GuardMiddleware(app, policy=policy, routes={"/predict": "predict"})
     body = json.dumps({"x": [[1.0, 2.0, 0.5, 3.0]]}).encode()
     scope = {
@@ -46,7 +50,7 @@ def serve_once(app: KeepingApp, key: str, policy: Policy) -> list[dict[str, Any]
         "path": "/predict",
         "method": "POST",
         "headers": [
-            (b"authorization", f"Bearer {key}".encode()),
+            (header, (f"Bearer {key}" if header == b"authorization" else key).encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],
@@ -78,7 +82,7 @@ def test_what_outlives_the_request_does_not_keep_the_query(
     sent = serve_once(app, tier_keys["partner"], policy)
     assert 200 == sent[0]["status"]
     assert app.seen is not None and "user-partner" == app.seen.principal  # served as the caller
-    app.seen = None
+    app.seen = app.on_request = None
     kept = app.kept[holder]
     app.kept = {}
 
@@ -92,26 +96,7 @@ def test_what_outlives_the_request_does_not_keep_the_query(
 def test_the_query_is_on_the_request_while_it_is_served(tier_keys: dict[str, str]) -> None:
     """request.state.invguard holds the query during the request (principal and tier)."""
     policy = Policy.model_validate(policy_dict(tier_keys))
-    seen: dict[str, Any] = {}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen["query"] = scope["state"]["invguard"]
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"[]"})
-
-    guarded = GuardMiddleware(app, policy=policy, routes={"/predict": "predict"})
-    scope = {
-        "type": "http",
-        "path": "/predict",
-        "method": "POST",
-        "headers": [(b"x-api-key", tier_keys["trusted"].encode())],
-    }
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    asyncio.run(guarded(scope, receive, send))
-    assert ("user-trusted", "trusted") == (seen["query"].principal, seen["query"].tier_name)
+    app = KeepingApp()
+    serve_once(app, tier_keys["trusted"], policy, header=b"x-api-key")
+    assert app.on_request is not None
+    assert ("user-trusted", "trusted") == (app.on_request.principal, app.on_request.tier_name)
