@@ -161,3 +161,35 @@ def test_images_with_a_multidimensional_feature_shape(
     noisy = x_test.reshape(-1, 8, 8) + np.random.default_rng(1).normal(0, 3, (450, 8, 8))
     for batch in (x_test.reshape(-1, 8, 8)[:5], x_test.reshape(-1, 8, 8)[:1], noisy[:1], noisy):
         assert verdict(fast, batch) == verdict(slow, batch)
+
+
+def test_the_fast_path_keeps_the_shape_dtype_and_row_limits(
+    profile: Profile, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Arrays the fast path must leave to the checks get the checks' verdict."""
+    _, x_test = digits
+    spec = InputPolicy(shape=[64], dtype="float", min=0.0, max=16.0, max_rows=2)
+    fast, slow = InputValidator(spec, profile), exact(profile, spec)
+    real = x_test[:3]
+    cases = {
+        "too many rows": real,
+        "no rows": real[:0],
+        "one value": np.float64(3.0),
+        "one row, unbatched": real[0],
+        "a row too short": real[:1, :63],
+        "a row with an extra axis": real[:1, :, np.newaxis],
+        "integers": real[:2].astype(np.int64),
+        "float32": real[:2].astype(np.float32),
+        "strings": real[:1].astype(str),
+        "booleans": real[:1] > 3,
+    }
+    for name, value in cases.items():
+        assert verdict(fast, value) == verdict(slow, value), name
+    assert verdict(fast, real) == ("shape", "shape: 3 rows in one request; at most 2")
+    for value in (real[:2], real[:2].astype(np.int64), real[:2].astype(np.float32)):
+        ctx = QueryContext(endpoint="predict")
+        assert fast(ctx, value) is value
+        assert ctx.rows == 2
+        assert [(d.control, d.outcome, d.detail) for d in ctx.decisions] == [
+            ("validate", "pass", "2 rows")
+        ]

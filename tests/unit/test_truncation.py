@@ -126,9 +126,9 @@ one_row = hnp.arrays(
 @settings(max_examples=500, deadline=None)
 @given(
     scores=one_row,
-    mode=st.sampled_from(("top_k", "rounded")),
+    mode=st.sampled_from(("top_k", "rounded", "label")),
     k=st.integers(1, 12),
-    decimals=st.integers(0, 6),
+    decimals=st.one_of(st.integers(0, 6), st.integers(-2, 25)),
 )
 def test_one_row_path_equals_the_array_path(
     scores: np.ndarray, mode: str, k: int, decimals: int
@@ -138,11 +138,13 @@ def test_one_row_path_equals_the_array_path(
 
     with np.errstate(all="ignore"):  # both paths warn alike on overflow
         fast = truncate(scores, mode, k=k, decimals=decimals)
-        array = (
-            truncation._top_k(scores, k, decimals)
-            if mode == "top_k"
-            else truncation._rounded(scores, decimals)
-        )
+        winners = np.argmax(scores, axis=1)
+        if mode == "top_k":
+            array = truncation._top_k(scores, k, decimals, winners)
+        elif mode == "rounded":
+            array = truncation._rounded(scores, decimals, winners)
+        else:
+            array = truncation._label(scores, winners)
     assert fast.dtype == array.dtype and fast.shape == array.shape
     np.testing.assert_array_equal(fast, array)
     assert (np.signbit(fast) == np.signbit(array)).all()
@@ -160,7 +162,7 @@ def test_one_row_path_equals_the_array_path(
         min_size=1,
         max_size=12,
     ),
-    decimals=st.integers(-3, 25),
+    decimals=st.integers(0, 22),
 )
 def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int) -> None:
     """The one-row path's rounding gives np.round's bits, signs of zero included."""
@@ -168,7 +170,7 @@ def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int)
 
     row = np.asarray(values, dtype=np.float64)
     with np.errstate(all="ignore"):  # x * 10**d may overflow, in both
-        ours = np.asarray(_rounded_floats(values, decimals, row))
+        ours = np.asarray(_rounded_floats(values, decimals))
         numpys = np.round(row, decimals)
     np.testing.assert_array_equal(ours, numpys)
     assert (np.signbit(ours) == np.signbit(numpys)).all()
@@ -184,7 +186,10 @@ def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int)
         hnp.arrays(dtype=np.int64, shape=st.tuples(st.integers(1, 3), st.integers(1, 6))),
     )
 )
-def test_first_maxima_is_argmax(scores: np.ndarray) -> None:
-    from bento_invguard.hardening.truncation import first_maxima
+def test_the_predicted_classes_are_argmax(scores: np.ndarray) -> None:
+    """Whatever the mode, and whichever path (one row in floats, or arrays) answers."""
+    from bento_invguard.hardening.truncation import MODES, truncate_and_predict
 
-    assert first_maxima(scores) == np.argmax(scores, axis=1).tolist()
+    for mode in MODES:
+        _, predicted = truncate_and_predict(scores, mode, k=2, decimals=1)
+        assert predicted == np.argmax(scores, axis=1).tolist()

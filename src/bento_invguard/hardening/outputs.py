@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from ..context import QueryContext
 from ..errors import GuardConfigError
 from ..policy import Tier
-from .truncation import first_maxima, truncate_for_tier
+from .truncation import truncate_for_tier
 
 
 class OutputHardener:
@@ -56,10 +56,9 @@ def _harden_scores(ctx: QueryContext, scores: Any, tier: Tier) -> Any:
 
 
 def _truncate(ctx: QueryContext, scores: np.ndarray, tier: Tier) -> np.ndarray:
-    rows = scores[np.newaxis, :] if scores.ndim == 1 else scores
-    ctx.scores = rows
-    ctx.predicted = first_maxima(rows)
-    return truncate_for_tier(scores, tier)
+    ctx.scores = scores[np.newaxis, :] if scores.ndim == 1 else scores
+    truncated, ctx.predicted = truncate_for_tier(scores, tier)
+    return truncated
 
 
 def _numeric(scores: np.ndarray) -> np.ndarray:

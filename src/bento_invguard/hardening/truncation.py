@@ -8,17 +8,22 @@ the row returned, so any reader's argmax agrees.
 One row of finite float64 scores (the usual one-row request) takes a path in
 plain Python floats that gives exactly what the array path gives (NumPy's
 rounding, ``rint(x * 10**d) / 10**d``, and the same IEEE operations in the same
-order); it costs about a third as much as the array path, whose every step
-is a NumPy call.
+order). The array path's every step is a NumPy call, and in a served worker,
+where each call starts with cold caches, a NumPy call costs several times its
+hot-loop price (docs/benchmarks.md). :func:`truncate_and_predict` also gives
+the predicted classes from the same pass over the row.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..policy import Tier
+
+MODES = ("label", "top_k", "rounded", "full")
 
 
 def truncate(scores: np.ndarray, mode: str, *, k: int = 1, decimals: int = 2) -> np.ndarray:
@@ -31,61 +36,71 @@ def truncate(scores: np.ndarray, mode: str, *, k: int = 1, decimals: int = 2) ->
     >>> truncate(s, "top_k", k=2, decimals=1).tolist()
     [[0.0, 0.7, 0.2]]
     """
-    if mode == "full":
-        return scores
+    return truncate_and_predict(scores, mode, k=k, decimals=decimals)[0]
+
+
+def truncate_for_tier(scores: np.ndarray, tier: Tier) -> tuple[np.ndarray, list[int]]:
+    """:func:`truncate_and_predict` with the tier's output mode."""
+    return truncate_and_predict(scores, tier.output, k=tier.k, decimals=tier.decimals)
+
+
+def truncate_and_predict(
+    scores: np.ndarray, mode: str, *, k: int = 1, decimals: int = 2
+) -> tuple[np.ndarray, list[int]]:
+    """:func:`truncate`, and the predicted class of every row (``np.argmax``'s).
+
+    >>> import numpy as np
+    >>> out, predicted = truncate_and_predict(np.array([[0.1, 0.7, 0.2]]), "label")
+    >>> predicted
+    [1]
+    """
     single = scores.ndim == 1
     rows = scores[np.newaxis, :] if single else scores
     if rows.ndim != 2 or rows.shape[1] == 0:
         raise ValueError(f"scores must have shape (n, classes), got {scores.shape}")
-    if mode != "label" and rows.shape[0] == 1 and rows.dtype == np.float64 and k >= 1:
-        one = _one_row(rows, mode, k, decimals)
-        if one is not None:
-            return one[0] if single else one
-    if mode == "label":
-        out = _label(rows)
-    elif mode == "rounded":
-        out = _rounded(rows, decimals)
-    elif mode == "top_k":
-        out = _top_k(rows, k, decimals)
-    else:
+    if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r}")
-    return out[0] if single else out
-
-
-def truncate_for_tier(scores: np.ndarray, tier: Tier) -> np.ndarray:
-    return truncate(scores, tier.output, k=tier.k, decimals=tier.decimals)
+    if rows.shape[0] == 1 and rows.dtype == np.float64:
+        values: list[float] = rows.tolist()[0]
+        total = sum(values)
+        if total - total == 0:  # no NaN, no infinity (nor an overflowing sum)
+            winner = values.index(max(values))  # np.argmax: the first maximum
+            if mode == "full":
+                return scores, [winner]
+            out = _one_row(values, winner, mode, k, decimals)
+            if out is not None:
+                return np.array(out if single else [out], dtype=np.float64), [winner]
+    winners = np.argmax(rows, axis=1)
+    predicted = [int(i) for i in winners]
+    if mode == "full":
+        return scores, predicted
+    if mode == "label":
+        truncated = _label(rows, winners)
+    elif mode == "rounded":
+        truncated = _rounded(rows, decimals, winners)
+    else:
+        truncated = _top_k(rows, k, decimals, winners)
+    return (truncated[0] if single else truncated), predicted
 
 
 def _float_dtype(rows: np.ndarray) -> np.dtype[np.floating]:
     return rows.dtype if rows.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def first_maxima(rows: np.ndarray) -> list[int]:
-    """``np.argmax(rows, axis=1)`` as a list; one finite row without a NumPy reduction."""
-    if rows.shape[0] == 1 and rows.shape[1]:
-        values = rows[0].tolist()
-        total = sum(values)
-        if total - total == 0:  # no NaN (np.argmax would pick the first NaN)
-            return [values.index(max(values))]
-    return [int(i) for i in np.argmax(rows, axis=1)]
-
-
-def _label(rows: np.ndarray) -> np.ndarray:
+def _label(rows: np.ndarray, winners: np.ndarray) -> np.ndarray:
     out = np.zeros(rows.shape, dtype=_float_dtype(rows))
-    out[np.arange(rows.shape[0]), first_maxima(rows)] = 1
+    out[np.arange(rows.shape[0]), winners] = 1
     return out
 
 
-def _rounded(rows: np.ndarray, decimals: int) -> np.ndarray:
-    winners = np.argmax(rows, axis=1)
+def _rounded(rows: np.ndarray, decimals: int, winners: np.ndarray) -> np.ndarray:
     out = np.round(rows.astype(_float_dtype(rows), copy=False), decimals)
     return _keep_winner_strict(out, winners, decimals, nonnegative=bool((rows >= 0).all()))
 
 
-def _top_k(rows: np.ndarray, k: int, decimals: int) -> np.ndarray:
+def _top_k(rows: np.ndarray, k: int, decimals: int, winners: np.ndarray) -> np.ndarray:
     n, classes = rows.shape
     k = min(k, classes)
-    winners = np.argmax(rows, axis=1)
     # A stable sort of -scores puts np.argmax's pick (the first maximum) first.
     kept = np.argsort(-rows, axis=1, kind="stable")[:, :k]
     index = np.arange(n)[:, np.newaxis]
@@ -128,55 +143,64 @@ def _keep_winner_strict(
     return out
 
 
-def _one_row(rows: np.ndarray, mode: str, k: int, decimals: int) -> np.ndarray | None:
-    """``_top_k`` / ``_rounded`` of one finite float64 row, in Python floats (None: not one)."""
-    values: list[float] = rows[0].tolist()
-    total = sum(values)
-    if total - total != 0:  # a NaN or an infinity (or an overflowing sum): the array path
+def _one_row(
+    values: list[float], winner: int, mode: str, k: int, decimals: int
+) -> list[float] | None:
+    """The array path's answer for one row of finite floats, in Python floats.
+
+    ``winner`` is the row's first maximum. None when the array path must
+    decide (decimals NumPy rounds otherwise, or no class kept).
+    """
+    n = len(values)
+    if mode == "label":
+        out = [0.0] * n
+        out[winner] = 1.0
+        return out
+    if not 0 <= decimals <= _EXACT_DECIMALS or k < 1:
         return None
-    if mode not in ("top_k", "rounded"):
-        raise ValueError(f"unknown output mode {mode!r}")
-    winner = values.index(max(values))  # np.argmax: the first maximum
+    if mode == "rounded":
+        kept: Sequence[int] = range(n)
+    else:  # sorted() is stable with reverse=True: the first maximum first, as in _top_k
+        kept = sorted(range(n), key=values.__getitem__, reverse=True)[:k]
+    rounded = _rounded_floats([values[i] for i in kept], decimals)
     nonnegative = min(values) >= 0
     quantum = 10.0**-decimals
-    if mode == "rounded":
-        out = _rounded_floats(values, decimals, rows[0])
-    else:
-        # sorted() is stable with reverse=True: the first maximum comes first, as in _top_k.
-        kept = sorted(range(len(values)), key=values.__getitem__, reverse=True)[:k]
-        kept_values = _rounded_floats([values[i] for i in kept], decimals, rows[0], kept)
-        out = [0.0 if nonnegative else min(kept_values) - quantum] * len(values)
-        for i, value in zip(kept, kept_values, strict=True):
-            out[i] = value
+    # Dropped classes: 0, or for scores such as logits just below the lowest kept one.
+    out = [0.0 if nonnegative else min(rounded) - quantum] * n
+    for i, value in zip(kept, rounded, strict=True):
+        out[i] = value
     top = out[winner]
-    if any(value >= top for i, value in enumerate(out) if i != winner):
-        lowest = 0.0 if nonnegative else -math.inf
-        if top - quantum < lowest:
-            top = lowest + quantum
-        cap = max(min(top - quantum, math.nextafter(top, -math.inf)), lowest)
-        out = [cap if i != winner and value >= top else value for i, value in enumerate(out)]
-        out[winner] = top
-    return np.array([out], dtype=np.float64)
+    for i, value in enumerate(out):
+        if value >= top and i != winner:
+            break
+    else:  # the winner is already the strict maximum
+        return out
+    # As _keep_winner_strict: the runner-ups give way by a quantum, the winner stays.
+    lowest = 0.0 if nonnegative else -math.inf
+    if top - quantum < lowest:
+        top = lowest + quantum
+    cap = max(min(top - quantum, math.nextafter(top, -math.inf)), lowest)
+    out = [cap if i != winner and value >= top else value for i, value in enumerate(out)]
+    out[winner] = top
+    return out
 
 
 #: Below 2**52 a float64 may have a fraction; from there on every one is an integer.
 _INTEGRAL_FROM = 4503599627370496.0
 
 
-def _rounded_floats(
-    values: list[float], decimals: int, row: np.ndarray, index: list[int] | None = None
-) -> list[float]:
-    """``np.round(row[index], decimals).tolist()``, computed in Python on ``values``,
-    the same floats (``row[index].tolist()``).
+#: ``10.0**d`` is exact (as NumPy's rounding factor is) up to d = 22.
+_EXACT_DECIMALS = 22
+
+
+def _rounded_floats(values: list[float], decimals: int) -> list[float]:
+    """``np.round(np.array(values), decimals).tolist()``, in Python floats.
 
     NumPy rounds float64 to ``decimals >= 0`` as ``rint(x * 10**decimals) /
     10**decimals``; so does this, with Python's round-half-even ``round`` for
-    ``rint`` and ``copysign`` to keep the sign of a zero. ``10.0**decimals`` is
-    exact up to 22, as NumPy's factor is; beyond, or below 0, NumPy itself.
+    ``rint`` and ``copysign`` to keep the sign of a zero. For ``decimals``
+    from 0 to 22 only (``10.0**decimals`` exact, as NumPy's factor is).
     """
-    if not 0 <= decimals <= 22:
-        picked = row if index is None else row[index]
-        return np.round(picked, decimals).tolist()  # type: ignore[no-any-return]
     factor = 10.0**decimals
     out = []
     for value in values:
