@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/efficacy.py
 	$(BIN)/python benchmarks/insitu.py
+	$(BIN)/python benchmarks/model_cost.py
+	$(BIN)/python benchmarks/cold_steps.py
 	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/cycles.py; \
 	else echo "skipping benchmarks/cycles.py: it needs valgrind (apt-get install valgrind)"; fi
 
