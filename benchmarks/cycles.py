@@ -51,8 +51,6 @@ import yaml
 from serving import TARGET
 from tests.integration.conftest import free_port
 
-from bento_invguard import generate_key
-
 RESULTS = ov.REPO / "benchmarks" / "results" / "cycles.json"
 REQUESTS = 200  # instrumented requests per leg
 WARMUP = 80
@@ -226,14 +224,7 @@ def main() -> None:
         "legs": {},
     }
     try:
-        log("training the digits example into a temp BENTOML_HOME ...")
-        app_dir, weights = ov.prepare_app(scratch)
-        keys = {tier: [generate_key() for _ in range(ov.KEYS_PER_TIER)] for tier in ov.TIERS}
-        os.environ["INVGUARD_KEYS"] = ov.keys_env(keys)
-        _, rows = ov.load_example(app_dir, weights)
-        core_dir = app_dir.with_name("digits_core")
-        shutil.copytree(app_dir, core_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        ov.core_controls(core_dir / "invguard.yaml")
+        app_dir, core_dir, keys, rows = ov.prepare_example_apps(scratch)
         no_audit_dir = app_dir.with_name("digits_no_audit")
         shutil.copytree(app_dir, no_audit_dir, ignore=shutil.ignore_patterns("__pycache__"))
         without_audit(no_audit_dir / "invguard.yaml")

@@ -41,8 +41,6 @@ import overhead as ov  # sets BENTOML_HOME to its scratch dir, which this script
 import psutil
 from serving import Server
 
-from bento_invguard import generate_key
-
 RESULTS = ov.REPO / "benchmarks" / "results" / "insitu.json"
 PROBE = Path(__file__).with_name("insitu_probe.py")
 ROUNDS = 4
@@ -170,14 +168,7 @@ def main() -> None:
     results: dict[str, Any] = {"machine": ov.machine(), "rounds": ROUNDS, "per_round": PER_ROUND}
     servers: dict[str, Server] = {}
     try:
-        ov.log("training the digits example into a temp BENTOML_HOME ...")
-        app_dir, weights = ov.prepare_app(scratch)
-        keys = {tier: [generate_key() for _ in range(ov.KEYS_PER_TIER)] for tier in ov.TIERS}
-        os.environ["INVGUARD_KEYS"] = ov.keys_env(keys)
-        _, rows = ov.load_example(app_dir, weights)
-        core_dir = app_dir.with_name("digits_core")
-        shutil.copytree(app_dir, core_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        ov.core_controls(core_dir / "invguard.yaml")
+        app_dir, core_dir, keys, rows = ov.prepare_example_apps(scratch)
         probed_copy(app_dir, "service_plain.py", "service_plain_probed.py", guarded=False)
         probed_copy(core_dir, "service.py", "service_probed.py", guarded=True)
         legs = {

@@ -24,7 +24,6 @@ and their guarded/unguarded ratios. The busy loop sits in the model's
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -34,8 +33,6 @@ from typing import Any
 import overhead as ov  # sets BENTOML_HOME to its scratch dir, which this script removes
 from insitu import thread_cpu, worker
 from serving import Server
-
-from bento_invguard import generate_key
 
 RESULTS = ov.REPO / "benchmarks" / "results" / "model_cost.json"
 MODEL_COSTS_US = (0, 250, 1000, 4000)
@@ -154,14 +151,7 @@ def main() -> None:
     scratch = ov._SCRATCH
     results: dict[str, Any] = {"machine": ov.machine(), "rounds": ROUNDS}
     try:
-        ov.log("training the digits example into a temp BENTOML_HOME ...")
-        app_dir, weights = ov.prepare_app(scratch)
-        keys = {tier: [generate_key() for _ in range(ov.KEYS_PER_TIER)] for tier in ov.TIERS}
-        os.environ["INVGUARD_KEYS"] = ov.keys_env(keys)
-        _, rows = ov.load_example(app_dir, weights)
-        core_dir = app_dir.with_name("digits_core")
-        shutil.copytree(app_dir, core_dir, ignore=shutil.ignore_patterns("__pycache__"))
-        ov.core_controls(core_dir / "invguard.yaml")
+        app_dir, core_dir, keys, rows = ov.prepare_example_apps(scratch)
         traffic = ov.Traffic(keys, rows)
         results["costs"] = [run_cost(c, app_dir, core_dir, traffic) for c in MODEL_COSTS_US]
     finally:

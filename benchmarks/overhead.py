@@ -75,7 +75,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DIR = REPO / "examples" / "digits"
@@ -232,6 +232,29 @@ def core_controls(policy_path: Path) -> None:
     data["monitor"] = {"enabled": False}
     data["audit"] = {"sink": "none"}
     policy_path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+class ExampleApps(NamedTuple):
+    """The example trained into a scratch dir, and its copy with the foundation's controls."""
+
+    app_dir: Path
+    core_dir: Path
+    keys: dict[str, list[str]]
+    rows: np.ndarray
+
+
+def prepare_example_apps(scratch: Path) -> ExampleApps:
+    """Train the example into ``scratch``, copy it with :func:`core_controls`, and put
+    fresh keys per tier in ``INVGUARD_KEYS`` (read by every server started after)."""
+    log("training the digits example into a temp BENTOML_HOME ...")
+    app_dir, weights = prepare_app(scratch)
+    keys = {tier: [generate_key() for _ in range(KEYS_PER_TIER)] for tier in TIERS}
+    os.environ["INVGUARD_KEYS"] = keys_env(keys)
+    _, rows = load_example(app_dir, weights)
+    core_dir = app_dir.with_name("digits_core")
+    shutil.copytree(app_dir, core_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    core_controls(core_dir / "invguard.yaml")
+    return ExampleApps(app_dir, core_dir, keys, rows)
 
 
 def keys_env(keys: dict[str, list[str]]) -> str:
