@@ -47,22 +47,24 @@ class InputValidator:
             )
 
     def __call__(self, ctx: QueryContext, value: Any) -> np.ndarray:
-        accept = self._fast_accept
-        if accept is not None and type(value) is np.ndarray and value.dtype.kind in self._kinds:
-            # The usual request, in as few steps as can be: in a served worker every
-            # step starts with cold caches. The profile's shape is the policy's, if set.
-            shape = value.shape
-            if (
-                shape
-                and 0 < shape[0] <= self._max_rows
-                and shape[1:] == self._profile_shape
-                and accept(value)
-            ):
-                return self._passed(ctx, value)
         arr = self._as_array(value)
-        self._check_shape(arr)
-        self._check_values(arr)
+        if not self._clearly_allowed(arr):
+            self._check_shape(arr)
+            self._check_values(arr)
         return self._passed(ctx, arr)
+
+    def _clearly_allowed(self, arr: np.ndarray) -> bool:
+        """The usual request, in one step: rows of the profile's shape (the policy's,
+        if set), no more than ``max_rows``, that the profile's fast accept passes
+        (so they are finite and in range too). False: the full checks decide."""
+        accept = self._fast_accept
+        shape = arr.shape
+        return (
+            accept is not None
+            and 0 < shape[0] <= self._max_rows
+            and shape[1:] == self._profile_shape
+            and accept(arr)
+        )
 
     @staticmethod
     def _passed(ctx: QueryContext, arr: np.ndarray) -> np.ndarray:
@@ -100,9 +102,6 @@ class InputValidator:
             )
 
     def _check_values(self, arr: np.ndarray) -> None:
-        accept = self._fast_accept
-        if accept is not None and arr.shape[1:] == self._profile_shape and accept(arr):
-            return
         if not self._within_bounds(arr):
             self._find_bad_value(arr)
         self._check_profile(arr)
