@@ -141,7 +141,7 @@ class GuardPipeline:
 
     def harden(self, ctx: QueryContext, output: Any) -> Any:
         """Truncate for the tier, after the monitor has seen the scores (sync APIs)."""
-        hardened = self._truncate(ctx, output)
+        hardened = self._truncate(ctx, output, ctx.rows)
         if self.monitor.enabled and ctx.via_http:
             if self.monitor.in_process:
                 run_without_io(self.monitor.assess(ctx))
@@ -153,15 +153,15 @@ class GuardPipeline:
 
     async def harden_async(self, ctx: QueryContext, output: Any) -> Any:
         """Truncate for the tier, after the monitor has seen the scores (async APIs)."""
-        hardened = self._truncate(ctx, output)
+        hardened = self._truncate(ctx, output, ctx.rows)
         if self.monitor.enabled and ctx.via_http:
             await self.monitor.assess(ctx)
         return self._degraded(ctx, output, hardened)
 
-    def _truncate(self, ctx: QueryContext, output: Any) -> Any:
+    def _truncate(self, ctx: QueryContext, output: Any, rows: int = 0) -> Any:
         if ctx.tier is None:  # cannot happen after open(); fail closed all the same
             raise Unauthenticated("no tier for this query")
-        return self.hardener(ctx, output, ctx.tier)
+        return self.hardener(ctx, output, ctx.tier, rows=rows)
 
     def _degraded(self, ctx: QueryContext, output: Any, hardened: Any) -> Any:
         if ctx.degraded and ctx.tier is not None and ctx.tier.output != "label":
