@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from .context import QueryContext
-from .errors import GuardConfigError, InternalError, ServiceUnavailable
+from .errors import GuardConfigError, GuardRejection, InternalError, ServiceUnavailable
 from .policy import Policy
 
 STORAGE_ENV = "INVGUARD_STORAGE"
@@ -193,7 +193,7 @@ class StorageFailures:
         )
 
 
-def refuse_internal_error(ctx: QueryContext, control: str, exc: BaseException) -> InternalError:
+def refuse_internal_error(ctx: QueryContext, control: str, exc: BaseException) -> GuardRejection:
     """A bug in ``control``: logged with its traceback and the control's name, every
     time, and the query refused with 500 ``internal_error`` (fail closed, whatever
     ``on_storage_error`` says: that policy is for storage outages, not for bugs)."""

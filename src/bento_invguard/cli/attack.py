@@ -57,7 +57,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=".npz with x (rows) and y (labels): public data, not the model's training data; "
         "trains the judge and gives the attacker's pool",
     )
-    parser.add_argument("--out", type=Path, default=None, help="folder for ATTACK.json and ATTACK.png")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for ATTACK.json and ATTACK.png"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--field", default="x", help="input field of the request (default: x)")
     parser.add_argument(

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from ..context import QueryContext
-from ..errors import GuardConfigError, InternalError
+from ..errors import GuardConfigError, GuardRejection, InternalError
 
 logger = logging.getLogger("bento_invguard")
 
@@ -29,7 +29,7 @@ def refuse_unsupported(name: str, method: Any) -> None:
         )
 
 
-def misconfigured(ctx: QueryContext, api: str, exc: GuardConfigError) -> InternalError:
+def misconfigured(ctx: QueryContext, api: str, exc: GuardConfigError) -> GuardRejection:
     """A configuration error that only the call could reveal (an output that is not
     ``(n, classes)`` scores): logged as an error naming the API and the output
     control, and the query refused with 500 ``internal_error`` (never served
