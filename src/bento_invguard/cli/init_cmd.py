@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..admin.endpoints import load_admin_keys
 from ..policy import Policy, load_keys
 from .errors import EXIT_OK, CliError
-from .keyfile import new_key, write_key_file
+from .keyfile import ADMIN, new_admin_key, new_key, write_key_file
 
 POLICY_NAME = "invguard.yaml"
 KEYS_NAME = "keys.yaml"
@@ -24,6 +25,8 @@ version: 1
 # API keys are stored as SHA-256 digests only, in keys.yaml. Add a key with
 #   invguard keygen --tier public --id <name> --policy invguard.yaml
 # At serve time INVGUARD_KEYS may add more: a JSON list of {id, sha256, tier}.
+# Its admin_keys section (invguard keygen --admin) may list and clear monitor
+# blocks at /invguard/admin/blocks, and call no model API.
 keys_from:
   file: keys.yaml
   env: INVGUARD_KEYS
@@ -73,8 +76,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write a starter policy and a key file with one key per tier",
         description=(
             f"Write a commented starter policy ({POLICY_NAME}, tiers "
-            f"{', '.join(TIERS)}) and {KEYS_NAME} with one new key per tier, stored as "
-            "digests. Each raw key is printed once: store it now."
+            f"{', '.join(TIERS)}) and {KEYS_NAME} with one new key per tier and an admin "
+            "key (for /invguard/admin/blocks), stored as digests. Each raw key is printed "
+            "once: store it now."
         ),
     )
     parser.add_argument(
@@ -95,13 +99,21 @@ def run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
 
     keys = {tier: new_key(f"{tier}-1", tier) for tier in TIERS}
+    admin_key, admin_entry = new_admin_key("admin-1")
     policy_path.write_text(STARTER_POLICY, encoding="utf-8")
-    write_key_file(keys_path, (entry for _, entry in keys.values()))
-    load_keys(Policy.from_file(policy_path), environ={})  # what we wrote must load
+    write_key_file(
+        keys_path,
+        (entry for _, entry in keys.values()),
+        [admin_entry],
+    )
+    policy = Policy.from_file(policy_path)
+    load_keys(policy, environ={})  # what we wrote must load
+    load_admin_keys(policy, environ={})
 
     print(f"wrote {policy_path} and {keys_path} (key digests only)")
     print("API keys, shown once; store them now, they cannot be recovered:")
     for tier, (key, entry) in keys.items():
         print(f"  {tier:<8} {entry.id:<10} {key}")
+    print(f"  {ADMIN:<8} {admin_entry.id:<10} {admin_key}  (/invguard/admin/blocks only)")
     print(f"next: invguard check {policy_path}")
     return EXIT_OK
