@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..policy import Policy, Tier
+from ..view.setup import view_thresholds
 from .audit_controls import ALL_SCORES, callers, endpoint_limit, keys_per_tier
 from .audit_target import AuditedApi
 from .describe import monitor_status, rate_limits_available, tier_rate_limit
@@ -188,10 +189,18 @@ def _input_findings(policy: Policy) -> Iterable[tuple[Severity, str, str]]:
             "moderate",
             "input validation",
             (
-                "no reference profile: synthetic and out-of-distribution probes are accepted "
+                "no reference profile: synthetic and out-of-distribution probes are accepted, "
+                "and the shared view's radius is not calibrated on the data "
                 "(invguard profile fit)"
             ),
         )
+        if policy.monitor.enabled and view_thresholds(policy, None) is None:
+            yield (
+                "high",
+                "monitor",
+                "the shared view is off (no profile, no input range and shape, no "
+                "monitor.view.radius): probing spread over many keys is not caught",
+            )
     if spec.min is None and spec.max is None:
         yield "moderate", "input validation", "no input range (input.min / input.max)"
     elif spec.min is None or spec.max is None:

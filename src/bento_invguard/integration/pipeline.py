@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..view.setup import open_shared_view
 from .bentoml_request import current_bentoml_request
 
 LABEL_ONLY = Tier(output="label")
+logger = logging.getLogger("bento_invguard")
 
 
 class GuardPipeline:
@@ -59,6 +61,12 @@ class GuardPipeline:
         rate = policy.monitor.target_false_positive_rate / 2  # the other half: the view's
         if policy.input.profile is not None:
             profile = Profile.load(policy.resolve(policy.input.profile)).calibrated(rate)
+        elif policy.monitor.enabled:
+            logger.warning(
+                "bento_invguard: no reference profile (input.profile): off-data probes "
+                "(noise, synthetic inputs) are not refused, and the shared view's radius is "
+                "not calibrated on the data; fit one with `invguard profile fit`"
+            )
         self.validator = InputValidator(policy.input, profile)
         self.hardener = OutputHardener(scores_field or policy.scores_field)
         version = model_version or (lambda: "default")
