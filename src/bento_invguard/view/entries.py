@@ -22,7 +22,7 @@ from .sketch import DIMENSIONS
 TABLES = 4
 COORDINATES = DIMENSIONS // TABLES  # fingerprint coordinates hashed by each table
 BUCKET = 16  # sequence numbers kept per hash-table row; a new one replaces slot seq % BUCKET
-LOAD = 1.5  # hash-table slots per kept query
+LOAD = 1.0  # hash-table slots per kept query (rounded up to a power of two rows)
 SILENT = 0x8000  # flag in the answer: the query got a silent answer
 CLASS = 0x7FFF  # the answer without its flag
 NO_ANSWER = 0x7FFF
