@@ -79,7 +79,8 @@ class Closest:
                 self.distance, self.best = float(d[i]), rows[other][i].copy()
 
 
-def _attack(name: str, classifier: Any, budget: int, start: str) -> Any:
+def _attack(name: str, classifier: Any, budget: int, start: str, scale: float) -> Any:
+    """The ART attack; ZOO's steps are in units of the data set's range (``scale``: range / 16)."""
     from art.attacks.evasion import BoundaryAttack, HopSkipJump, SignOPTAttack, ZooAttack
 
     if name == "hsj":
@@ -97,14 +98,14 @@ def _attack(name: str, classifier: Any, budget: int, start: str) -> Any:
     if name == "zoo":
         return ZooAttack(
             classifier,
-            learning_rate=0.5,
+            learning_rate=0.5 * scale,
             max_iter=budget,
-            initial_const=10.0,
+            initial_const=100.0,
             abort_early=False,
             use_resize=False,
             use_importance=False,
             nb_parallel=64,
-            variable_h=0.01,
+            variable_h=0.01 * scale,
             verbose=False,
         )
     raise ValueError(f"unknown evasion attack {name!r}")
@@ -121,7 +122,7 @@ def run_evasion(
     classifier = BlackBoxClassifier(
         stream, input_shape=(d.features,), nb_classes=d.classes, clip_values=(d.low, d.high)
     )
-    attack = _attack(name, classifier, stream.budget, start)
+    attack = _attack(name, classifier, stream.budget, start, (d.high - d.low) / 16.0)
     x = case.x[np.newaxis]
     kwargs: dict[str, Any] = {}
     y: np.ndarray | None = None
@@ -145,6 +146,7 @@ def run_evasion(
         adversarial = true_label != case.label
     return {
         "label": case.label,
+        "start_distance": round(float(np.linalg.norm(case.start - case.x)), 4),
         "believed_distance": None if watch.best is None else round(watch.distance, 4),
         "adversarial": adversarial,
         "distance": round(watch.distance, 4) if adversarial else None,
