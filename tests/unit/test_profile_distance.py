@@ -49,14 +49,16 @@ def test_every_held_out_digit_passes_whatever_the_fold_seed(
 
 
 def test_noise_and_probes_fail(profile: Profile, digits: tuple[np.ndarray, np.ndarray]) -> None:
-    """Uniform noise fails; most reverse-correlation probes (2 spreads) fail although in bounds."""
+    """Uniform noise fails; reverse-correlation probes fail although in bounds: more than
+    half at 2 spreads (the limit is set for 5e-5 false positives), nearly all at 4."""
     _, x_test = digits
     noise = np.random.default_rng(0).uniform(0, 16, size=(500, 64))
     assert 1.0 == float(profile.outliers(noise).mean())
     rows = probes(x_test, 2.0, 2000)
     in_bounds = ((rows >= np.array(profile.lower)) & (rows <= np.array(profile.upper))).all(axis=1)
     assert 1.0 == float(in_bounds.mean())
-    assert 0.8 < float(profile.outliers(rows).mean())
+    assert 0.5 < float(profile.outliers(rows).mean())
+    assert 0.95 < float(profile.outliers(probes(x_test, 4.0, 2000)).mean())
     # 20 probes to a request: every request holds at least one refused row
     assert all(profile.first_violation(rows[i : i + 20]) is not None for i in range(0, 2000, 20))
 

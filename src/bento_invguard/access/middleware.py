@@ -50,6 +50,7 @@ class GuardMiddleware:
         limiter: RateLimiter | None = None,
         recorder: Recorder | None = None,
         monitor: Monitor | None = None,
+        view: Any = None,
     ) -> None:
         self.app = app
         self.policy = policy
@@ -58,6 +59,7 @@ class GuardMiddleware:
         self.limiter = limiter or RateLimiter(policy)
         self.recorder = recorder or Recorder(policy)
         self.monitor = monitor or Monitor(policy)
+        self.view = view  # the shared view, closed at shutdown
         from ..admin import AdminEndpoints
 
         self.admin = AdminEndpoints(policy, self.monitor)
@@ -161,6 +163,8 @@ class GuardMiddleware:
             if message["type"] == "lifespan.shutdown.complete":
                 await self.limiter.aclose()
                 await self.monitor.aclose()
+                if self.view is not None:
+                    await self.view.aclose()
                 self.recorder.close()
             await send(message)
 

@@ -114,6 +114,7 @@ def _wrap(
             refuse_batchable(args)
             with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
+                await pipeline.judge(ctx)
                 async for item in func(*args, **kwargs):
                     yield pipeline.harden_item(ctx, item)
 
@@ -126,6 +127,7 @@ def _wrap(
             refuse_batchable(args)
             with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 admit_sync(ctx, args, kwargs)
+                pipeline.judge_from_thread(ctx)
                 for item in func(*args, **kwargs):
                     yield pipeline.harden_item(ctx, item)
 
@@ -143,8 +145,9 @@ def _wrap(
             with pipeline.closing(ctx):
                 try:
                     await admit_async(ctx, args, kwargs)
+                    judgement = await pipeline.judge(ctx)
                     output = await func(*args, **kwargs)
-                    return await pipeline.harden_async(ctx, output)
+                    return await pipeline.harden_async(ctx, output, judgement)
                 except GuardRejection as rejection:
                     return pipeline.refuse(ctx, rejection)
 
@@ -160,7 +163,8 @@ def _wrap(
         with pipeline.closing(ctx):
             try:
                 admit_sync(ctx, args, kwargs)
-                return pipeline.harden(ctx, func(*args, **kwargs))
+                judgement = pipeline.judge_from_thread(ctx)
+                return pipeline.harden(ctx, func(*args, **kwargs), judgement)
             except GuardRejection as rejection:
                 return pipeline.refuse(ctx, rejection)
 

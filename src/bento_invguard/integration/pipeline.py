@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import numpy as np
 
 from ..access import AccessControl, key_headers
 from ..access.responses import rejection_response
 from ..context import QueryContext, active_query, current_query
 from ..errors import (
+    Blocked,
     GuardConfigError,
     GuardRejection,
     InvalidInput,
@@ -20,9 +24,12 @@ from ..hardening import OutputHardener
 from ..monitor import Monitor, run_without_io
 from ..policy import Policy, Tier
 from ..ratelimit import RateLimiter
-from ..storage import check_storage
+from ..storage import StorageFailures, check_storage
 from ..telemetry import Recorder, TelemetryOptions
 from ..validation import InputValidator, Profile
+from ..view import Judgement, SharedView
+from ..view.entries import CLASS, SILENT
+from ..view.setup import open_shared_view
 from .bentoml_request import current_bentoml_request
 
 LABEL_ONLY = Tier(output="label")
@@ -49,11 +56,17 @@ class GuardPipeline:
         self.limiter = RateLimiter(policy)
         self.recorder = Recorder(policy, telemetry or TelemetryOptions(under_bentoml=True))
         profile = None
+        rate = policy.monitor.target_false_positive_rate / 2  # the other half: the view's
         if policy.input.profile is not None:
-            profile = Profile.load(policy.resolve(policy.input.profile))
+            profile = Profile.load(policy.resolve(policy.input.profile)).calibrated(rate)
         self.validator = InputValidator(policy.input, profile)
         self.hardener = OutputHardener(scores_field or policy.scores_field)
-        self.monitor = Monitor(policy, profile, model_version or (lambda: "default"))
+        version = model_version or (lambda: "default")
+        self.monitor = Monitor(policy, version, on_blocks=self.recorder.add_blocked_principals)
+        self.view: SharedView | None = open_shared_view(policy, profile, version)
+        self.silent = policy.monitor.on_detect == "silent"
+        self._view_failed = StorageFailures(policy, "view", "shared view")
+        self._pending: set[asyncio.Task[None]] = set()  # refused requests being counted
 
     def open(self, endpoint: str) -> QueryContext:
         """The query this call belongs to: the middleware's, a local_caller's, or a new one."""
@@ -112,9 +125,40 @@ class GuardPipeline:
         try:
             ctx.input = self.validator(ctx, value)
         except GuardRejection as rejection:
+            ctx.reject(rejection, "validate")
             if isinstance(rejection, InvalidInput) and rejection.check == "profile":
-                self.monitor.observe_refused_soon(ctx, value)  # off-data rows are a signal
-            raise ctx.reject(rejection, "validate") from None
+                self._count_refused(ctx, value)  # off-data rows are a signal
+            raise rejection from None
+
+    def _count_refused(self, ctx: QueryContext, value: Any) -> None:
+        """Count the refused rows: at once in process, else awaited from a sync API's
+        thread or scheduled from the event loop's own (the request is refused anyway)."""
+        try:
+            rows = len(value)
+        except TypeError:
+            rows = 1
+        if self.monitor.in_process:
+            run_without_io(self.monitor.observe_refused(ctx, rows))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a sync API's worker thread
+            self._run(ctx, self.monitor.observe_refused(ctx, rows))
+            return
+        task = loop.create_task(self.monitor.observe_refused(ctx, rows))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _run(self, ctx: QueryContext, call: Any) -> Any:
+        """Await ``call`` from a sync API's worker thread (directly with in-process state)."""
+        if self.monitor.in_process:
+            return run_without_io(call)
+        import anyio.from_thread
+
+        async def wait() -> Any:
+            return await call
+
+        return anyio.from_thread.run(wait)
 
     def closing(self, ctx: QueryContext) -> _Closing:
         """Close the query however the call ends; a failure that is no rejection is a 500."""
@@ -139,33 +183,94 @@ class GuardPipeline:
 
             anyio.from_thread.run(self.spend_rows, ctx)
 
-    def harden(self, ctx: QueryContext, output: Any) -> Any:
-        """Truncate for the tier, after the monitor has seen the scores (sync APIs)."""
-        hardened = self._truncate(ctx, output)
+    async def judge(self, ctx: QueryContext) -> Judgement | None:
+        """Judge the validated rows against every caller's recent queries, before the
+        model; with ``on_detect: refuse`` a request with a probing row is refused (403)."""
+        if self.view is None or not ctx.via_http or ctx.input is None:
+            return None
+        try:
+            judgement = await self.view.judge(ctx, ctx.input)
+        except Exception as exc:
+            self._view_failed(ctx, exc)
+            return None
+        if judgement.any_probing and not self.silent:
+            await self._keep(ctx, judgement, None)
+            await self.monitor.observe_refused(ctx, int(judgement.probing.sum()), probing=True)
+            raise ctx.reject(
+                Blocked(
+                    "this query belongs to a cluster of near-identical recent queries "
+                    "(probing, from one key or many); it is not answered"
+                ),
+                "view",
+            )
+        return judgement
+
+    def judge_from_thread(self, ctx: QueryContext) -> Judgement | None:
+        """:meth:`judge` for sync APIs (BentoML runs them in a worker thread)."""
+        if self.view is None or not ctx.via_http:
+            return None
+        judgement: Judgement | None = self._run(ctx, self.judge(ctx))
+        return judgement
+
+    def harden(self, ctx: QueryContext, output: Any, judgement: Judgement | None = None) -> Any:
+        """Truncate for the tier, after the monitor and the view have seen the answer."""
+        hardened, answers = self._answer(ctx, output, judgement)
         if self.monitor.enabled and ctx.via_http:
-            if self.monitor.in_process:
-                run_without_io(self.monitor.assess(ctx))
-            else:
-                import anyio.from_thread
+            self._run(ctx, self._after(ctx, judgement, answers))
+        return self._degraded(ctx, output, hardened, answers)
 
-                anyio.from_thread.run(self.monitor.assess, ctx)
-        return self._degraded(ctx, output, hardened)
-
-    async def harden_async(self, ctx: QueryContext, output: Any) -> Any:
-        """Truncate for the tier, after the monitor has seen the scores (async APIs)."""
-        hardened = self._truncate(ctx, output)
+    async def harden_async(
+        self, ctx: QueryContext, output: Any, judgement: Judgement | None = None
+    ) -> Any:
+        """:meth:`harden` for async APIs."""
+        hardened, answers = self._answer(ctx, output, judgement)
         if self.monitor.enabled and ctx.via_http:
-            await self.monitor.assess(ctx)
-        return self._degraded(ctx, output, hardened)
+            await self._after(ctx, judgement, answers)
+        return self._degraded(ctx, output, hardened, answers)
 
-    def _truncate(self, ctx: QueryContext, output: Any) -> Any:
+    def _answer(
+        self, ctx: QueryContext, output: Any, judgement: Judgement | None
+    ) -> tuple[Any, Any]:
+        """The tier's answer, with silent answers for probing rows: (hardened, answers)."""
+        hardened = self._truncate(ctx, output)
+        if judgement is None or ctx.predicted is None:
+            return hardened, None
+        answers = judgement.answers(ctx.predicted, self.silent)
+        silenced = {i: int(a) & CLASS for i, a in enumerate(answers.tolist()) if a & SILENT}
+        if silenced:
+            ctx.decide("view", "silent", f"{len(silenced)} rows answered silently")
+            hardened = self._truncate(ctx, output, silenced)
+        return hardened, answers
+
+    async def _after(self, ctx: QueryContext, judgement: Judgement | None, answers: Any) -> None:
+        rows = 0 if ctx.scores is None else len(ctx.scores)
+        probing = judgement.probing if judgement is not None else np.zeros(rows, dtype=bool)
+        repeat = judgement.repeat if judgement is not None else np.zeros(rows, dtype=bool)
+        if judgement is not None:
+            await self._keep(ctx, judgement, answers)
+        await self.monitor.assess(ctx, probing, repeat)
+
+    async def _keep(self, ctx: QueryContext, judgement: Judgement, answers: Any) -> None:
+        if self.view is None:
+            return
+        try:
+            await self.view.keep(ctx.principal or f"@{ctx.client}", judgement, answers)
+        except Exception as exc:
+            self._view_failed(ctx, exc)
+
+    def _truncate(
+        self, ctx: QueryContext, output: Any, silenced: dict[int, int] | None = None
+    ) -> Any:
         if ctx.tier is None:  # cannot happen after open(); fail closed all the same
             raise Unauthenticated("no tier for this query")
-        return self.hardener(ctx, output, ctx.tier)
+        return self.hardener(ctx, output, ctx.tier, silenced)
 
-    def _degraded(self, ctx: QueryContext, output: Any, hardened: Any) -> Any:
+    def _degraded(self, ctx: QueryContext, output: Any, hardened: Any, answers: Any = None) -> Any:
         if ctx.degraded and ctx.tier is not None and ctx.tier.output != "label":
-            return self.hardener(ctx, output, LABEL_ONLY)
+            silenced = None
+            if answers is not None:
+                silenced = {i: int(a) & CLASS for i, a in enumerate(answers.tolist()) if a & SILENT}
+            return self.hardener(ctx, output, LABEL_ONLY, silenced)
         return hardened
 
     def harden_item(self, ctx: QueryContext, item: Any) -> Any:

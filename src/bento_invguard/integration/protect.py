@@ -97,6 +97,7 @@ def protect(
             limiter=pipeline.limiter,
             recorder=pipeline.recorder,
             monitor=pipeline.monitor,
+            view=pipeline.view,
         )
         _warn_per_worker_state(svc, resolved)
         return service

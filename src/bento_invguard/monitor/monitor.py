@@ -1,9 +1,8 @@
-"""Monitor: scores every row a principal sends and escalates flag -> degrade -> block."""
+"""Monitor: each principal's recent queries, escalated flag -> degrade -> block."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import time
@@ -11,49 +10,54 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import numpy as np
+from cachetools import TTLCache
 
 from ..context import QueryContext
 from ..errors import Blocked
 from ..policy import Policy
-from ..storage import StorageFailures
-from ..validation import Profile
-from .fingerprint import Fingerprinter, first_margin, row_digest, row_digests, top_margin
-from .history import History
-from .store import MemoryStore, MonitorStore, RedisStore, UpdateContention, open_monitor_store
+from ..storage import StorageFailures, is_memory, storage_uri
+from .history import SIGNALS, History, top_margin
+from .store import MonitorStore, RedisStore, UpdateContention, open_monitor_store
 
 T = TypeVar("T")
 logger = logging.getLogger("bento_invguard")
+_PROBING, _BOUNDARY, _OFF_DATA = (SIGNALS.index(s) for s in ("probing", "boundary", "off_data"))
+_FLAGGED, _DEGRADED, _BLOCKED = 1, 2, 3
 
 
 class Monitor:
-    """Per-principal, per-model-version detection of inversion and extraction probing.
+    """Per-principal, per-model-version escalation.
 
-    Signals, each over the principal's last ``window`` distinct queries (exact
-    retries are one query): the share of queries that nearly repeat an
-    earlier one (SimHash within ``max_distance`` bits), the share hugging the
-    decision boundary beyond what benign traffic shows, the share the
-    reference profile refused (every row of a request it refused: see
-    :meth:`observe_refused`) beyond what benign traffic shows, and bursts
-    against the principal's own rate. A
-    near-duplicate cluster queried by several principals raises a global
-    signal too.
+    Signals over the principal's last ``window`` queries (exact repeats are
+    none): the share the shared view judged probing, the share hugging the
+    decision boundary beyond what benign traffic shows, the share in requests
+    the reference profile refused beyond what benign traffic shows, and
+    bursts against the principal's own rate. ``on_blocks`` hears how many
+    principals are blocked whenever that may have changed.
     """
 
     def __init__(
         self,
         policy: Policy,
-        profile: Profile | None = None,
         model_version: Callable[[], str] = lambda: "default",
         store: MonitorStore | None = None,
+        clock: Callable[[], float] = time.time,
+        on_blocks: Callable[[int], None] | None = None,
     ) -> None:
         self.policy = policy
         self.settings = policy.monitor
         self.enabled = self.settings.enabled
-        self.profile = profile
         self.model_version = model_version
+        self.clock = clock
         self._store = store
-        self._fingerprinter: Fingerprinter | None = None
-        self.in_process = store is None and _memory(policy)
+        self._on_blocks = on_blocks
+        self._blocks_until: dict[str, float] = {}  # blocks this process knows of, for the gauge
+        self._reported = 0
+        # the highest escalation logged per principal: one WARNING per step up
+        self._levels: TTLCache[str, int] = TTLCache(
+            self.settings.max_principals, self.settings.block_seconds, clock
+        )
+        self.in_process = store is None and is_memory(storage_uri(policy))
         self._storage_failed = StorageFailures(policy, "monitor", "monitor")
         # a request the profile refused stays refused whatever the storage does
         self._refusal_storage_failed = StorageFailures(
@@ -62,13 +66,12 @@ class Monitor:
         # A key whose own parallel queries keep its history changing is refused, not
         # served unmonitored, whatever on_storage_error says: the caller controls it.
         self._contention_failed = StorageFailures(policy, "monitor", "monitor", fail_open=False)
-        self._pending: set[asyncio.Task[None]] = set()
         self.timeout = policy.rate_limiting.timeout
 
     @property
     def store(self) -> MonitorStore:
         if self._store is None:  # opened on first use, on the serving event loop
-            self._store = open_monitor_store(self.policy)
+            self._store = open_monitor_store(self.policy, self.clock)
         return self._store
 
     def key(self, ctx: QueryContext) -> str:
@@ -79,28 +82,23 @@ class Monitor:
         """State key of a principal under the current model version."""
         return f"{self.model_version()}:{principal}"
 
-    # ------------------------------------------------------------------ blocks
-
     async def check_block(self, ctx: QueryContext) -> None:
         """403 blocked while the principal is cooling down."""
         if not self.enabled:
             return
         try:
-            memory = self._memory()
-            key = self.key(ctx)
-            store = self.store
-            if memory is not None:
-                block = memory.blocked_now(key)
-            elif isinstance(store, RedisStore):
+            key, store = self.key(ctx), self.store
+            if isinstance(store, RedisStore):
                 block, data = await self._bounded(store.blocked_and_read(key))
                 ctx.monitor_read = (key, data)
             else:
                 block = await self._bounded(store.blocked(key))
+            self._forget_expired()
         except Exception as exc:
             self._storage_failed(ctx, exc)
             return
         if block is not None:
-            retry = max(1, math.ceil(block["until"] - time.time()))
+            retry = max(1, math.ceil(block["until"] - self.clock()))
             ctx.risk = 1.0
             raise ctx.reject(
                 Blocked(
@@ -111,186 +109,58 @@ class Monitor:
                 "monitor",
             )
 
-    # ------------------------------------------------------------------ assess
-
-    async def assess(self, ctx: QueryContext) -> None:
-        """Observe every row of the query with the model's scores; escalate on risk."""
-        if not self.enabled or ctx.input is None or ctx.scores is None or not ctx.via_http:
+    async def assess(self, ctx: QueryContext, probing: np.ndarray, repeat: np.ndarray) -> None:
+        """Add the query's new rows (not ``repeat``) with the model's scores; escalate on risk."""
+        if not self.enabled or ctx.scores is None or not ctx.via_http:
             return
-        rows = np.asarray(ctx.input)
-        rows = rows.reshape(rows.shape[0], -1)
         scores = np.asarray(ctx.scores, dtype=np.float64)
-        key = self.key(ctx)
-        settings = self.settings
-        # one row (most requests) of plain numbers: the same steps on Python scalars
-        one = (
-            rows.shape[0] == 1
-            and scores.ndim == 2
-            and scores.shape[0] == 1
-            and _converts_quietly(rows.dtype)
-        )
+        flags = np.zeros((len(SIGNALS), len(scores)), dtype=bool)
+        flags[_PROBING] = probing
+        flags[_BOUNDARY] = top_margin(scores) < self.settings.boundary_margin
+        await self._observe(ctx, flags[:, ~np.asarray(repeat, dtype=bool)], self._storage_failed)
+
+    async def observe_refused(self, ctx: QueryContext, rows: int, probing: bool = False) -> None:
+        """Count the ``rows`` of a refused request: refused by the reference profile (422,
+        check ``profile``; every row, since none is answered and an attacker could
+        otherwise dilute a probe in natural rows), or as ``probing`` by the shared view.
+        If the risk reaches the block threshold the key is blocked from its next request
+        on (this one keeps its refusal). Never raises."""
+        if not self.enabled or not ctx.via_http or rows < 1:
+            return
+        flags = np.zeros((len(SIGNALS), rows), dtype=bool)
+        flags[_PROBING if probing else _OFF_DATA] = True
+        await self._observe(ctx, flags, self._refusal_storage_failed, refuse=False)
+
+    async def _observe(
+        self, ctx: QueryContext, flags: np.ndarray, failed: StorageFailures, refuse: bool = True
+    ) -> None:
+        key, now = self.key(ctx), self.clock()
         try:
-            memory = self._memory()
-            now = time.time()
-            if one:
-                flat = rows.astype(np.float64, copy=False)
-                sig = self.fingerprinter(rows).one(flat)
-                digest = row_digest(flat)
-                boundary = first_margin(scores) < settings.boundary_margin
-
-                def observe_one(h: History) -> bool:
-                    return h.observe(sig, digest, settings.max_distance, boundary, now)
-
-                history, fresh = await self._update(memory, key, observe_one, ctx)
-                distributed = 0
-                if fresh and settings.distributed_min_principals != 0:  # off: no arrays to build
-                    distributed = await self._distributed(
-                        key, np.array([sig], dtype=np.uint64), np.array([digest], dtype=np.uint64)
-                    )
-            else:
-                sigs = self.fingerprinter(rows)(rows)
-                digests = row_digests(rows)
-                margins = top_margin(scores)
-
-                def observe_rows(h: History) -> np.ndarray:
-                    return self._observe(h, sigs, digests, margins)
-
-                history, rows_fresh = await self._update(memory, key, observe_rows, ctx)
-                distributed = await self._distributed(key, sigs[rows_fresh], digests[rows_fresh])
+            history = await self._update(key, lambda h: h.push(flags, now), ctx)
         except UpdateContention as exc:
             self._contention_failed(ctx, exc)
             return
         except Exception as exc:
-            self._storage_failed(ctx, exc)
+            failed(ctx, exc)
             return
-        risk, reasons = history.risk(settings)
-        if distributed:
-            risk = max(risk, settings.thresholds.flag)
-            reasons.append(f"distributed={distributed}")
-        ctx.risk, ctx.risk_reasons = risk, reasons
-        if risk >= settings.thresholds.flag:  # the lowest threshold: else nothing to do
-            await self._escalate(ctx, key, risk, reasons)
+        ctx.risk, ctx.risk_reasons = history.risk(self.settings)
+        if ctx.risk >= self.settings.thresholds.flag:  # the lowest threshold: else nothing to do
+            await self._escalate(ctx, key, refuse)
 
-    def observe_refused_soon(self, ctx: QueryContext, value: Any) -> None:
-        """:meth:`observe_refused` from synchronous code: at once with in-process state,
-        otherwise through the event loop (awaited from a worker thread, scheduled from
-        the loop's own thread). Never raises: the request is refused already."""
-        if not self.enabled or not ctx.via_http or self.profile is None:
-            return
-        if self.in_process:
-            run_without_io(self.observe_refused(ctx, value))
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a sync API's worker thread
-            import anyio.from_thread
-
-            try:
-                anyio.from_thread.run(self.observe_refused, ctx, value)
-            except Exception as exc:  # not an AnyIO worker thread, or the loop is gone
-                self._refusal_storage_failed(ctx, exc)
-            return
-        task = loop.create_task(self.observe_refused(ctx, value))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def observe_refused(self, ctx: QueryContext, value: Any) -> None:
-        """Count the rows of a request the reference profile refused (422, check ``profile``).
-
-        Every row of the request enters the history marked off-data: the
-        request is refused whole, so none of its rows is answered, and
-        counting them all stops an attacker from diluting one probe in natural
-        rows. Benign callers, whose rows the profile accepts (all 450 held-out
-        digits of the example), almost never send one. Unanswered rows have
-        no scores: the boundary signal counts answered rows only. If the risk
-        reaches the block threshold the key is blocked from its next request
-        on (this one keeps its 422).
-        """
-        if not self.enabled or not ctx.via_http or self.profile is None:
-            return
-        try:
-            rows = np.asarray(value, dtype=np.float64)
-            rows = rows.reshape(rows.shape[0], -1)
-            if rows.shape[1] != len(self.profile.mean):
-                return
-            key = self.key(ctx)
-            off = np.ones(len(rows), dtype=bool)
-            sigs, digests = self.fingerprinter(rows)(rows), row_digests(rows)
-
-            def observe_rows(h: History) -> np.ndarray:
-                return self._observe(h, sigs, digests, None, off)
-
-            history, _ = await self._update(self._memory(), key, observe_rows, ctx)
-            risk, reasons = history.risk(self.settings)
-            ctx.risk, ctx.risk_reasons = risk, reasons
-            await self._escalate(ctx, key, risk, reasons, refuse=False)
-        except Exception as exc:
-            self._refusal_storage_failed(ctx, exc)
-
-    def fingerprinter(self, rows: np.ndarray) -> Fingerprinter:
-        if self._fingerprinter is None or self._fingerprinter._weights.shape[0] != rows.shape[1]:
-            self._fingerprinter = _fingerprinter_for(self.policy, self.profile, rows.shape[1])
-        return self._fingerprinter
-
-    def _observe(
-        self,
-        history: History,
-        sigs: np.ndarray,
-        digests: np.ndarray,
-        margins: np.ndarray | None,
-        off_data: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Push each new row; ``margins`` None for unanswered rows (never on the boundary)."""
-        now = time.time()
-        n = len(sigs)
-        limit = self.settings.max_distance
-        if margins is None:
-            boundary: Any = [False] * n
-        else:
-            boundary = margins < self.settings.boundary_margin
-            boundary = boundary.tolist() if boundary.ndim == 1 else boundary
-        off: Any = [False] * n if off_data is None else off_data.tolist()
-        fresh = [False] * n
-        # Python ints and bools, not numpy scalars, into the history
-        for i, (sig, digest) in enumerate(zip(sigs.tolist(), digests.tolist(), strict=True)):
-            # an exact retry is one query, not probing
-            fresh[i] = history.observe(sig, digest, limit, bool(boundary[i]), now, bool(off[i]))
-        return np.array(fresh, dtype=bool)
-
-    async def _distributed(self, key: str, sigs: np.ndarray, digests: np.ndarray) -> int:
-        """How many other principals sent near (not exact) duplicates of these rows."""
-        if len(sigs) == 0 or self.settings.distributed_min_principals == 0:
-            return 0
-        who = _principal_hash(key)
-        g_sigs, g_digests, g_who = await self._bounded(self.store.global_recent())
-        others: set[int] = set()
-        if len(g_sigs):
-            # All rows against the global window at once: (rows, window) distances.
-            near = np.bitwise_count(g_sigs[np.newaxis, :] ^ sigs[:, np.newaxis])
-            tight = self.settings.distributed_max_distance
-            match = (near <= tight) & (g_digests != digests[:, np.newaxis])
-            match &= g_who != who
-            if match.any():
-                others.update(int(w) for w in np.unique(np.broadcast_to(g_who, match.shape)[match]))
-        await self._bounded(self.store.global_push(sigs, digests, who))
-        return len(others) + 1 if len(others) + 1 >= self.settings.distributed_min_principals else 0
-
-    async def _escalate(
-        self, ctx: QueryContext, key: str, risk: float, reasons: list[str], refuse: bool = True
-    ) -> None:
-        t, actions = self.settings.thresholds, self.settings.actions
-        why = ", ".join(reasons) or "risk"
+    async def _escalate(self, ctx: QueryContext, key: str, refuse: bool) -> None:
+        t, actions, risk = self.settings.thresholds, self.settings.actions, ctx.risk
+        why = ", ".join(ctx.risk_reasons) or "risk"
         if actions.block and risk >= t.block:
             seconds = self.settings.block_seconds
-            if not refuse:  # a refused request: the block starts with the next one
+            try:
                 await self._bounded(self.store.block(key, seconds, why))
+                self._blocked(key, seconds, why)
+            except Exception as exc:
+                (self._storage_failed if refuse else self._refusal_storage_failed)(ctx, exc)
+            if not refuse:  # a refused request: the block starts with the next one
                 ctx.flagged = True
                 ctx.decide("monitor", "block", f"risk {risk:.2f}: {why}; from the next request")
                 return
-            try:
-                await self._bounded(self.store.block(key, seconds, why))
-            except Exception as exc:
-                self._storage_failed(ctx, exc)
             raise ctx.reject(
                 Blocked(
                     f"probing detected (risk {risk:.2f}: {why}); "
@@ -300,11 +170,49 @@ class Monitor:
                 "monitor",
             )
         if actions.degrade and risk >= t.degrade:
+            self._note(key, _DEGRADED, "degraded", risk, why)
             ctx.degraded = True
             ctx.decide("monitor", "degrade", f"risk {risk:.2f}: {why}")
         if actions.flag and risk >= t.flag:
+            self._note(key, _FLAGGED, "flagged", risk, why)
             ctx.flagged = True
             ctx.decide("monitor", "flag", f"risk {risk:.2f}: {why}")
+
+    # ------------------------------------------------------------------ blocks gauge
+
+    def _note(self, key: str, level: int, action: str, risk: float, why: str) -> None:
+        """One WARNING per principal and escalation step (its id, never its key)."""
+        if self._levels.get(key, 0) >= level:
+            return
+        self._levels[key] = level
+        logger.warning(
+            "bento_invguard: principal %r %s (risk %.2f: %s)",
+            key.split(":", 1)[-1],
+            action,
+            risk,
+            why,
+        )
+
+    def _blocked(self, key: str, seconds: int, why: str) -> None:
+        self._note(key, _BLOCKED, f"blocked for {seconds} s", self.settings.thresholds.block, why)
+        self._levels.pop(key, None)  # after the block, escalating again is news again
+        self._blocks_until[key] = self.clock() + seconds
+        self._report_blocks()
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        expired = [k for k, until in self._blocks_until.items() if until <= now]
+        for key in expired:
+            del self._blocks_until[key]
+        if expired:
+            self._report_blocks()
+
+    def _report_blocks(self) -> None:
+        """Tell ``on_blocks`` the change in blocked principals since it last heard."""
+        delta = len(self._blocks_until) - self._reported
+        self._reported += delta
+        if delta and self._on_blocks is not None:
+            self._on_blocks(delta)
 
     # ------------------------------------------------------------------ admin
 
@@ -312,39 +220,30 @@ class Monitor:
         return [dict(b) for b in await self.store.blocks()]
 
     async def unblock(self, principal_key: str) -> bool:
-        return await self.store.unblock(principal_key)
+        cleared = await self.store.unblock(principal_key)
+        if self._blocks_until.pop(principal_key, None) is not None:
+            self._report_blocks()
+        return cleared
 
     async def aclose(self) -> None:
-        if self._pending:  # refused requests still being counted
-            await asyncio.gather(*self._pending, return_exceptions=True)
         if self._store is not None:
             await self._store.aclose()
             self._store = None
 
     # ------------------------------------------------------------------ plumbing
 
-    def _memory(self) -> MemoryStore | None:
-        """The in-process store, whose calls never wait: called without a coroutine."""
-        store = self.store
-        return store if self.in_process and type(store) is MemoryStore else None
-
     async def _update(
-        self,
-        memory: MemoryStore | None,
-        key: str,
-        change: Callable[[History], T],
-        ctx: QueryContext | None = None,
-    ) -> tuple[History, T]:
+        self, key: str, change: Callable[[History], None], ctx: QueryContext
+    ) -> History:
         """Apply ``change`` to the key's history and store it, without losing a concurrent one
         (starting from what the block check read for this query, if it read this key)."""
-        if memory is not None:
-            return memory.update_now(key, change)
         read: Any = ...
-        if ctx is not None and ctx.monitor_read is not None:
+        if ctx.monitor_read is not None:
             if ctx.monitor_read[0] == key:
                 read = ctx.monitor_read[1]
             ctx.monitor_read = None  # once: a retry or a later update reads afresh
-        return await self._bounded(self.store.update(key, change, read))
+        history, _ = await self._bounded(self.store.update(key, change, read))
+        return history
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:
         if self.in_process:
@@ -360,33 +259,3 @@ def run_without_io(coro: Coroutine[Any, Any, T]) -> T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("the coroutine suspended: it needs an event loop")
-
-
-def _converts_quietly(dtype: np.dtype[Any]) -> bool:
-    """Numbers that convert to float64 without a warning or an error (converted once for
-    both the fingerprint and the digest, which the general path converts each)."""
-    return dtype.kind in "iub" or (dtype.kind == "f" and dtype.itemsize <= 8)
-
-
-def _memory(policy: Policy) -> bool:
-    from ..storage import is_memory, storage_uri
-
-    return is_memory(storage_uri(policy))
-
-
-def _principal_hash(key: str) -> np.uint64:
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    value: np.uint64 = np.uint64(int.from_bytes(digest, "little"))
-    return value
-
-
-def _fingerprinter_for(policy: Policy, profile: Profile | None, n_features: int) -> Fingerprinter:
-    if profile is not None and len(profile.mean) == n_features:
-        center = np.asarray(profile.mean)
-        scale = np.maximum(np.asarray(profile.std), 1e-3 * (np.max(profile.std) or 1.0))
-    elif policy.input.min is not None and policy.input.max is not None:
-        center = np.full(n_features, (policy.input.min + policy.input.max) / 2)
-        scale = np.full(n_features, (policy.input.max - policy.input.min) / 2 or 1.0)
-    else:
-        center, scale = np.zeros(n_features), np.ones(n_features)
-    return Fingerprinter(n_features, center, scale)

@@ -21,14 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-import numpy as np
-from cachetools import Cache, TTLCache
+from cachetools import TTLCache
 
 from ..policy import Policy
 from ..storage import REDIS_DEFAULTS, StorageContention, is_memory, storage_uri
 from .history import History
 
-GLOBAL_WINDOW = 2048  # recent fingerprints of all principals, for distributed probing
 #: Tries of a history update that meets concurrent writes, before it fails (as storage does).
 UPDATE_ATTEMPTS = 16
 T = TypeVar("T")
@@ -52,108 +50,52 @@ class MonitorStore(Protocol):
     async def block(self, key: str, seconds: int, reason: str) -> Block: ...
     async def blocks(self) -> list[Block]: ...
     async def unblock(self, key: str) -> bool: ...
-    async def global_recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-    async def global_push(self, sigs: np.ndarray, digests: np.ndarray, who: np.uint64) -> None: ...
     async def aclose(self) -> None: ...
 
 
 class MemoryStore:
     """In-process state, bounded by ``max_principals`` and ``state_ttl``."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, clock: Callable[[], float] = time.time) -> None:
         m = policy.monitor
+        self.clock = clock
         self._window = m.window
-        self.histories: TTLCache[str, History] = TTLCache(m.max_principals, m.state_ttl)
-        self._blocks: TTLCache[str, Block] = TTLCache(m.max_principals, m.block_seconds)
-        self._g_sigs = np.zeros(GLOBAL_WINDOW, dtype=np.uint64)
-        self._g_digests = np.zeros(GLOBAL_WINDOW, dtype=np.uint64)
-        self._g_who = np.zeros(GLOBAL_WINDOW, dtype=np.uint64)
-        self._g_count = 0
+        self.histories: TTLCache[str, History] = TTLCache(m.max_principals, m.state_ttl, clock)
+        self._blocks: TTLCache[str, Block] = TTLCache(m.max_principals, m.block_seconds, clock)
 
     async def load(self, key: str) -> History | None:
-        return self.load_now(key)
+        return self.histories.get(key)
 
     async def save(self, key: str, history: History) -> None:
-        self.save_now(key, history)
+        self.histories[key] = history
 
     async def update(
         self, key: str, change: Callable[[History], T], read: Any = ...
     ) -> tuple[History, T]:
-        return self.update_now(key, change)
-
-    async def blocked(self, key: str) -> Block | None:
-        return self.blocked_now(key)
-
-    # The same, synchronous: the monitor's per-request path calls these directly.
-
-    def load_now(self, key: str) -> History | None:
-        return self.histories.get(key)
-
-    def save_now(self, key: str, history: History) -> None:
-        self.histories[key] = history
-
-    def update_now(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
         history = self.histories.get(key) or History(self._window)
         result = change(history)
         self.histories[key] = history
         return history, result
 
-    def blocked_now(self, key: str) -> Block | None:
-        if not Cache.__len__(self._blocks):  # no block at all, expired or not (no expiry run)
-            return None
+    async def blocked(self, key: str) -> Block | None:
         block = self._blocks.get(key)
-        if block is not None and block["until"] <= time.time():
-            self._blocks.pop(key, None)
-            return None
-        return block
+        return block if block is not None and block["until"] > self.clock() else None
 
     async def block(self, key: str, seconds: int, reason: str) -> Block:
-        block = Block(principal=key, until=time.time() + seconds, reason=reason)
+        block = Block(principal=key, until=self.clock() + seconds, reason=reason)
         self._blocks[key] = block
         return block
 
     async def blocks(self) -> list[Block]:
-        now = time.time()
+        now = self.clock()
         return [b for b in list(self._blocks.values()) if b["until"] > now]
 
     async def unblock(self, key: str) -> bool:
         self.histories.pop(key, None)  # a cleared principal starts a fresh baseline
         return self._blocks.pop(key, None) is not None
 
-    async def global_recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = min(self._g_count, GLOBAL_WINDOW)
-        return self._g_sigs[:n], self._g_digests[:n], self._g_who[:n]
-
-    async def global_push(self, sigs: np.ndarray, digests: np.ndarray, who: np.uint64) -> None:
-        for sig, digest in zip(sigs, digests, strict=True):
-            slot = self._g_count % GLOBAL_WINDOW
-            self._g_sigs[slot], self._g_digests[slot], self._g_who[slot] = sig, digest, who
-            self._g_count += 1
-
     async def aclose(self) -> None:
         return None
-
-
-#: Appends rows of 24 bytes to a ring of ``ARGV[2]`` rows kept in one string
-#: (KEYS[1]), counting every row ever pushed in KEYS[2]; slots fill in order, so
-#: the string holds exactly the rows pushed (all of them once the ring is full).
-_PUSH_RING = """
-local rows = ARGV[1]
-local size = tonumber(ARGV[2])
-local n = #rows / 24
-local first = redis.call('INCRBY', KEYS[2], n) - n
-for i = 0, n - 1 do
-  local slot = (first + i) % size
-  redis.call('SETRANGE', KEYS[1], slot * 24, string.sub(rows, i * 24 + 1, i * 24 + 24))
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return n
-"""
-
-
-#: The ring and its counter share a hash tag, so a Redis Cluster keeps them on one node.
-_RING, _RING_COUNT = "{global}ring", "{global}count"
 
 
 #: Writes ARGV[2] to KEYS[1] (expiring in ARGV[3] s) only if the key still holds what
@@ -169,32 +111,19 @@ return 1
 """
 
 
-def _split_rows(ring: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ring's (sigs, digests, who) columns."""
-    whole = len(ring) - len(ring) % 24
-    table = np.frombuffer(ring[:whole], dtype="<u8").reshape(-1, 3).astype(np.uint64)
-    return table[:, 0], table[:, 1], table[:, 2]
-
-
 class RedisStore:
-    """State in Redis under ``invguard:mon:``; every call bounded by the client's timeouts.
-
-    The global window of recent fingerprints (for distributed probing) is one
-    string of 24-byte rows used as a ring, not a list: a read is one bulk
-    string, not 2,048 list items for the client to parse (which cost ~4.5 ms
-    of client CPU per request once the window was full).
-    """
+    """State in Redis under ``invguard:mon:``; every call bounded by the client's timeouts."""
 
     PREFIX = "invguard:mon:"
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, clock: Callable[[], float] = time.time) -> None:
         import redis.asyncio
 
+        self.clock = clock
         options: dict[str, Any] = {**REDIS_DEFAULTS, **policy.storage_options}
         self.client = redis.asyncio.Redis.from_url(storage_uri(policy), **options)
         self.window = policy.monitor.window
         self.state_ttl = policy.monitor.state_ttl
-        self._push_ring = self.client.register_script(_PUSH_RING)
         self._set_if_unchanged = self.client.register_script(_SET_IF_UNCHANGED)
 
     def _k(self, kind: str, key: str = "") -> str:
@@ -239,7 +168,7 @@ class RedisStore:
         return (None if block is None else Block(json.loads(block))), data
 
     async def block(self, key: str, seconds: int, reason: str) -> Block:
-        block = Block(principal=key, until=time.time() + seconds, reason=reason)
+        block = Block(principal=key, until=self.clock() + seconds, reason=reason)
         await self.client.set(self._k("b", key), json.dumps(block), ex=seconds)
         return block
 
@@ -256,21 +185,11 @@ class RedisStore:
         await self.client.delete(self._k("h", key))  # a cleared principal starts afresh
         return bool(removed)
 
-    async def global_recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ring: bytes | None = await self.client.get(self._k(_RING))
-        return _split_rows(ring or b"")
-
-    async def global_push(self, sigs: np.ndarray, digests: np.ndarray, who: np.uint64) -> None:
-        rows = np.empty((len(sigs), 3), dtype="<u8")
-        rows[:, 0], rows[:, 1], rows[:, 2] = sigs, digests, who
-        await self._push_ring(
-            keys=[self._k(_RING), self._k(_RING_COUNT)],
-            args=[rows[-GLOBAL_WINDOW:].tobytes(), GLOBAL_WINDOW, self.state_ttl],
-        )
-
     async def aclose(self) -> None:
         await self.client.aclose()
 
 
-def open_monitor_store(policy: Policy) -> MonitorStore:
-    return MemoryStore(policy) if is_memory(storage_uri(policy)) else RedisStore(policy)
+def open_monitor_store(policy: Policy, clock: Callable[[], float] = time.time) -> MonitorStore:
+    if is_memory(storage_uri(policy)):
+        return MemoryStore(policy, clock)
+    return RedisStore(policy, clock)

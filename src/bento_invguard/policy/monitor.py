@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -31,19 +33,48 @@ class Actions(_Strict):
     block: bool = True
 
 
+class ViewPolicy(_Strict):
+    """The shared view of every caller's recent queries (bounded)."""
+
+    size: int = Field(
+        default=100_000, ge=64, le=50_000_000, description="Queries kept (94 bytes each)."
+    )
+    ttl: int = Field(default=3600, ge=1, description="Seconds a query is kept at most.")
+    radius: float | None = Field(
+        default=None,
+        gt=0,
+        description="Distance (L2, in input units) within which queries are near; default: "
+        "calibrated from the reference profile, else 1 % of the input range's diagonal.",
+    )
+    cluster_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Near earlier queries that make a query probing; default: calibrated "
+        "from the reference profile, else 3.",
+    )
+
+
 class MonitorPolicy(_Strict):
-    """Per-principal detection of inversion and extraction probing. On by default."""
+    """Detection of inversion and extraction probing: per query, across every caller, and
+    per principal. On by default."""
 
     enabled: bool = True
+    on_detect: Literal["silent", "refuse"] = Field(
+        default="silent",
+        description="What a probing query gets: silent, the answer its cluster already got "
+        "(no new information, and no refusal to learn from); refuse, 403 blocked.",
+    )
+    target_false_positive_rate: float = Field(
+        default=1e-4,
+        gt=0,
+        lt=0.5,
+        description="Benign queries per query that the calibrated checks may catch: half to "
+        "the profile's distance limit, half to the shared view.",
+    )
+    view: ViewPolicy = ViewPolicy()
     window: int = Field(default=64, ge=8, le=4096, description="Recent queries kept per principal.")
     min_queries: int = Field(
-        default=12, ge=1, description="Queries a principal makes before any action is taken."
-    )
-    max_distance: int = Field(
-        default=8,
-        ge=0,
-        le=32,
-        description="Hamming distance (of 64 bits) that makes a near-duplicate.",
+        default=12, ge=1, description="Queries a principal makes before it can be escalated."
     )
     boundary_margin: float = Field(
         default=0.25,
@@ -71,17 +102,3 @@ class MonitorPolicy(_Strict):
     block_seconds: int = Field(default=900, ge=1, description="Cool-down of a block.")
     max_principals: int = Field(default=100_000, ge=1, description="Principals kept in memory.")
     state_ttl: int = Field(default=86_400, ge=60, description="Seconds an idle principal is kept.")
-    distributed_min_principals: int = Field(
-        default=0,
-        ge=0,
-        description="Principals sharing one tight near-duplicate cluster that raise the global "
-        "signal; 0 (the default) turns it off: on natural inputs from many users it flags "
-        "benign keys (docs/benchmarks.md, 'Query monitor').",
-    )
-    distributed_max_distance: int = Field(
-        default=2,
-        ge=0,
-        le=32,
-        description="Hamming distance for the global signal: tighter than max_distance, since "
-        "different users' natural inputs are often near each other but rarely this near.",
-    )

@@ -20,6 +20,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import PolicyError
+from ..view.calibration import NeighbourCalibration
+from ..view.sketch import Sketch
 
 FORMAT = "bento_invguard.profile/1"
 QUADRATIC_FORM_MAX_FEATURES = 512  # above, the distance uses the low-rank form (less memory)
@@ -120,21 +122,56 @@ class _Subspace:
         return squared  # may dip a rounding error below 0
 
 
-def _fit_distance_limit(
+def _held_out_distances(
     flat: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     components: int | None,
     explained: float,
-    margin: float,
-) -> float | None:
-    """The largest distance of a held-out row (each fold against the others), widened."""
-    most = 0.0
+) -> np.ndarray | None:
+    """Each row's distance to a subspace fitted without it (every row held out once)."""
+    out = np.empty(len(flat))
     for held, rest in folds:
         sub = _Subspace.fit(flat[rest], components, explained)
         if sub is None:
             return None
-        most = max(most, float(np.sqrt(sub.squared(flat[held]).max())))
-    return most * (1.0 + margin) if most > 0 else None
+        out[held] = np.sqrt(np.maximum(sub.squared(flat[held]), 0.0))
+    return out
+
+
+class DistanceTail(BaseModel):
+    """The upper tail of held-out rows' distances to the data, as an exponential beyond
+    ``threshold``: a share ``share`` of natural rows lies past it, and past that the share
+    falls by e for each ``scale``. Gives the limit for any false-positive rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(ge=0)
+    scale: float = Field(gt=0)
+    share: float = Field(gt=0, lt=1)
+    rows: int = Field(ge=1, description="Held-out rows the tail was measured on.")
+
+    @classmethod
+    def fit(cls, distances: np.ndarray, share: float = 0.1) -> DistanceTail | None:
+        threshold = float(np.quantile(distances, 1.0 - share))
+        excess = distances[distances > threshold] - threshold
+        if len(excess) < 5 or not excess.mean() > 0:
+            return None
+        return cls(
+            threshold=threshold, scale=float(excess.mean()), share=share, rows=len(distances)
+        )
+
+    def limit(self, rate: float) -> float:
+        """The distance that natural rows exceed at ``rate``."""
+        return self.threshold + self.scale * max(0.0, float(np.log(self.share / rate)))
+
+
+class Calibration(BaseModel):
+    """What the profile measured on held-out reference rows, for a target false-positive rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    distance: DistanceTail | None = None
+    neighbours: NeighbourCalibration | None = None
 
 
 class Violation(BaseModel):
@@ -291,6 +328,11 @@ class Profile(BaseModel):
         gt=0,
         description="Largest accepted distance of a row to the data (standard deviations).",
     )
+    calibration: Calibration | None = Field(
+        default=None,
+        description="Held-out measurements that set the distance limit and the shared view's "
+        "radius for a false-positive rate (see calibrated()).",
+    )
 
     _lo: np.ndarray = PrivateAttr()
     _hi: np.ndarray = PrivateAttr()
@@ -373,7 +415,7 @@ class Profile(BaseModel):
         distance: bool = True,
         n_components: int | None = None,
         explained: float = 0.9,
-        distance_margin: float = 0.1,
+        target_false_positive_rate: float = 5e-5,
     ) -> Profile:
         """Fit bounds and a distance check on ``data`` of shape ``(n_samples, *feature_shape)``.
 
@@ -389,8 +431,11 @@ class Profile(BaseModel):
         rows: ``n_components`` principal directions (by default as many as
         explain ``explained`` of the variance) and one variance for the rest.
         A row's distance counts the standard deviations it lies from the data,
-        along and across those directions; the limit is the largest distance
-        of a held-out row in the same folds, widened by ``distance_margin``.
+        along and across those directions; the limit is where the tail of the
+        held-out rows' distances (each row held out once, in the same folds)
+        falls to ``target_false_positive_rate``. The calibration kept with the
+        profile also says how near natural rows come to each other (for the
+        shared view), so :meth:`calibrated` can set both for another rate.
         It refuses rows whose every feature is plausible but whose pattern
         no real row shows (random probes around the mean, for instance).
         Needs at least 10 rows and 2 features, and a holdout; otherwise it is off.
@@ -404,8 +449,8 @@ class Profile(BaseModel):
             raise ValueError("quantiles must satisfy 0 <= low < high <= 1")
         if margin < 0:
             raise ValueError("margin must be >= 0")
-        if not distance_margin >= 0:
-            raise ValueError("distance_margin must be >= 0")
+        if not 0.0 < target_false_positive_rate < 0.5:
+            raise ValueError("target_false_positive_rate must satisfy 0 < rate < 0.5")
         if not 0.0 < explained <= 1.0:
             raise ValueError("explained must satisfy 0 < explained <= 1")
         if n_components is not None and n_components < 1:
@@ -416,22 +461,28 @@ class Profile(BaseModel):
             max_outside = _fit_max_outside(flat, quantiles, margin, folds)
         lo, hi = _bounds(flat, quantiles, margin)
         fields: dict[str, Any] = {}
+        tail = None
         if distance and folds and flat.shape[0] >= 10 and flat.shape[1] >= 2:
-            limit = _fit_distance_limit(flat, folds, n_components, explained, distance_margin)
+            held_out = _held_out_distances(flat, folds, n_components, explained)
+            tail = DistanceTail.fit(held_out) if held_out is not None else None
             sub = _Subspace.fit(flat, n_components, explained)
-            if limit is not None and sub is not None:
+            if tail is not None and sub is not None:
                 fields = {
                     "components": tuple(tuple(float(v) for v in c) for c in sub.components),
                     "component_variances": tuple(float(v) for v in sub.variances),
                     "residual_variance": float(sub.residual),
-                    "distance_limit": limit,
+                    "distance_limit": tail.limit(target_false_positive_rate),
                 }
+        mean = flat.mean(axis=0)
+        neighbours = NeighbourCalibration.fit(Sketch(flat.shape[1], mean)(flat), holdout, seed)
+        if tail is not None or neighbours is not None:
+            fields["calibration"] = Calibration(distance=tail, neighbours=neighbours)
         return cls(
             feature_shape=tuple(int(d) for d in x.shape[1:]),
             n_samples=int(x.shape[0]),
             lower=tuple(float(v) for v in lo),
             upper=tuple(float(v) for v in hi),
-            mean=tuple(float(v) for v in flat.mean(axis=0)),
+            mean=tuple(float(v) for v in mean),
             std=tuple(float(v) for v in flat.std(axis=0)),
             max_outside=max_outside,
             **fields,
@@ -457,6 +508,15 @@ class Profile(BaseModel):
             from ..policy.loading import format_validation_error
 
             raise PolicyError(format_validation_error(exc, f"profile {path}")) from None
+
+    def calibrated(self, target_false_positive_rate: float) -> Profile:
+        """This profile with its distance limit set for ``target_false_positive_rate``
+        (unchanged without a calibration)."""
+        tail = self.calibration.distance if self.calibration is not None else None
+        if tail is None or self.distance_limit is None:
+            return self
+        limit = tail.limit(target_false_positive_rate)
+        return type(self).model_validate({**self.model_dump(), "distance_limit": limit})
 
     @property
     def checks_distance(self) -> bool:
