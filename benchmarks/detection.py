@@ -220,7 +220,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--queries-each", type=int, help="benign queries per principal (300; quick 30)")
     p.add_argument("--no-crowd", action="store_true", help="skip the benign crowd")
     p.add_argument(
-        "--on-detect", choices=("refuse", "silent"), help="monitor.on_detect (once on main)"
+        "--on-detect",
+        choices=("refuse", "silent"),
+        help="monitor.on_detect (default: the policy's)",
     )
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -254,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(
         f"# Detection benchmark ({'quick' if args.quick else 'full'}; "
+        f"on_detect {args.on_detect or 'policy default'}; "
         f"{size['budget']} rows per stream; {result['seconds']} s)"
     )
     report(result)

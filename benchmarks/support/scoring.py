@@ -60,10 +60,17 @@ def summarise_cell(cell: dict[str, Any], chance: float) -> dict[str, Any]:
         goals = [evasion_goal(s["result"], s["baseline"]) for s in streams]
         dist = [s["result"]["distance"] for s in streams if s["result"]["adversarial"]]
         base = [s["baseline"]["distance"] for s in streams if s["baseline"]["adversarial"]]
+        fooled = sum(
+            s["result"]["believed_distance"] is not None and not s["result"]["adversarial"]
+            for s in streams
+        )  # the attacker was told a probe crossed the boundary; it had not
         outcome = (
-            f"adv {sum(s['result']['adversarial'] for s in streams)}/{len(streams)}, "
-            f"L2 {_fmt(min(dist) if dist else None)} (bare {_fmt(min(base) if base else None)})"
+            f"adv {sum(s['result']['adversarial'] for s in streams)}/{len(streams)}"
+            + (f" ({fooled} fooled)" if fooled else "")
+            + f", L2 {_fmt(min(dist) if dist else None)}"
+            + f" (bare {_fmt(min(base) if base else None)})"
         )
+        totals["fooled"] = fooled
         reached = any(goals)
         totals["goals_reached"] = sum(goals)
     else:

@@ -99,8 +99,8 @@ def guarded_policy(
 
     No rate limit (what is measured is detection), input checks with the
     reference profile, no audit trail. Monitor settings not given keep the
-    product's defaults; a field the installed policy model does not know
-    (e.g. ``on_detect`` before it lands) fails here, naming the field.
+    product's defaults (``on_detect``: ``silent``); a field the installed
+    policy model does not know fails here, naming the field.
     """
     data: dict[str, Any] = {
         "keys": keys,
