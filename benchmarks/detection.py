@@ -225,6 +225,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="monitor.on_detect (default: the policy's)",
     )
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--rescore", type=Path, help="print the tables of a saved results file")
     args = p.parse_args(argv)
     for field, known in (("datasets", NAMES), ("attacks", ATTACKS), ("ways", tuple(WAYS))):
         chosen = [v for v in getattr(args, field).split(",") if v]
@@ -235,9 +236,27 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def rescore(path: Path) -> None:
+    """Print the tables of a saved results file, its verdicts recomputed with today's targets."""
+    result = json.loads(path.read_text())
+    for ds in result["datasets"]:
+        chance = 1.0 / ds["dataset"]["classes"]
+        ds["cells"] = [scoring.summarise_cell(cell, chance) for cell in ds["cells"]]
+    size = result["settings"]
+    print(
+        f"# Detection benchmark, re-scored from {path.name} "
+        f"(on_detect {size.get('on_detect') or 'policy default'}; "
+        f"{size['budget']} rows per stream; {result['seconds']} s)"
+    )
+    report(result)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run, print, save."""
     args = parse(argv)
+    if args.rescore:
+        rescore(args.rescore)
+        return
     size = settings(args)
     started = time.perf_counter()
     result: dict[str, Any] = {

@@ -5,7 +5,8 @@ Targets:
 - evasion: the guard holds when no target's attack finds an adversarial example
   (checked on the unguarded model) closer than 3x the distance the same attack
   reaches against the unguarded model with the same seed (when that baseline
-  finds none, any adversarial example reaches the goal);
+  finds none, any adversarial example reaches the goal), and closer than its
+  natural start (which is adversarial before any query);
 - inversion: the guard holds when the judge's success stays at or below
   chance + 0.1;
 - benign crowd: no principal refused or answered unlike the unguarded model,
@@ -23,9 +24,16 @@ INVERSION_MARGIN = 0.1
 BENIGN_REFUSED_SHARE = 0.0001
 
 
-def evasion_goal(result: dict[str, Any], baseline: dict[str, Any]) -> bool:
-    """True when this target's attack reached its goal through the guard."""
+def evasion_goal(result: dict[str, Any], baseline: dict[str, Any], natural_start: bool) -> bool:
+    """True when this target's attack reached its goal through the guard.
+
+    An example no closer than the attack's own natural start (a held-out input
+    of another class, adversarial before any query) is no progress: not a goal.
+    """
     if not result["adversarial"]:
+        return False
+    start = result.get("start_distance") if natural_start else None
+    if start is not None and result["distance"] >= start - 1e-6:
         return False
     if not baseline["adversarial"]:
         return True
@@ -57,7 +65,8 @@ def summarise_cell(cell: dict[str, Any], chance: float) -> dict[str, Any]:
         "stopped": dict(Counter(x["stopped"] for x in ledgers)),
     }
     if cell["kind"] == "evasion":
-        goals = [evasion_goal(s["result"], s["baseline"]) for s in streams]
+        natural = cell["start"] == "natural"
+        goals = [evasion_goal(s["result"], s["baseline"], natural) for s in streams]
         dist = [s["result"]["distance"] for s in streams if s["result"]["adversarial"]]
         base = [s["baseline"]["distance"] for s in streams if s["baseline"]["adversarial"]]
         fooled = sum(
@@ -68,7 +77,13 @@ def summarise_cell(cell: dict[str, Any], chance: float) -> dict[str, Any]:
             f"adv {sum(s['result']['adversarial'] for s in streams)}/{len(streams)}"
             + (f" ({fooled} fooled)" if fooled else "")
             + f", L2 {_fmt(min(dist) if dist else None)}"
-            + f" (bare {_fmt(min(base) if base else None)})"
+            + f" (bare {_fmt(min(base) if base else None)}"
+            + (
+                f", start {_fmt(min(s['result']['start_distance'] for s in streams))}"
+                if natural
+                else ""
+            )
+            + ")"
         )
         totals["fooled"] = fooled
         reached = any(goals)
