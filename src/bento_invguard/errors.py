@@ -7,7 +7,7 @@ carries its HTTP status, a stable low-cardinality ``reason`` and a human
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -83,17 +83,24 @@ class UnsupportedMediaType(GuardRejection):
 
 
 class InvalidInput(GuardRejection):
-    """422. ``check`` names the failed check: shape, dtype, finite, range, profile, schema."""
+    """422. ``check`` names the failed check: shape, dtype, finite, range, profile, schema.
+
+    ``position`` is the index of the offending value (``[row, column]``, one
+    index per dimension) for the finite, range and profile-bounds checks, the
+    row (``[row]``) when the profile finds a row far from the data, and None
+    (``null`` in the body) when no single value is at fault.
+    """
 
     status = 422
     reason = "invalid_input"
 
-    def __init__(self, check: str, detail: str) -> None:
+    def __init__(self, check: str, detail: str, *, position: Sequence[int] | None = None) -> None:
         super().__init__(f"{check}: {detail}")
         self.check = check
+        self.position = None if position is None else [int(i) for i in position]
 
     def body(self) -> dict[str, Any]:
-        return {**super().body(), "check": self.check}
+        return {**super().body(), "check": self.check, "position": self.position}
 
 
 class RateLimited(GuardRejection):
@@ -104,3 +111,14 @@ class RateLimited(GuardRejection):
 class ServiceUnavailable(GuardRejection):
     status = 503
     reason = "storage_unavailable"
+
+
+class InternalError(GuardRejection):
+    """500. A bug inside a control, or a service the guard cannot apply to as written.
+
+    The server log names the control and says why; the body says only that
+    the guard failed, so a caller learns nothing about the service from it.
+    """
+
+    status = 500
+    reason = "internal_error"

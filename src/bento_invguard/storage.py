@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from .context import QueryContext
-from .errors import GuardConfigError, ServiceUnavailable
+from .errors import GuardConfigError, GuardRejection, InternalError, ServiceUnavailable
 from .policy import Policy
 
 STORAGE_ENV = "INVGUARD_STORAGE"
@@ -153,7 +153,9 @@ class StorageFailures:
 
     ``closed`` refuses the query with 503 ``storage_unavailable``; ``open``
     serves it and records that the control was not applied. Either way one
-    warning per 10 seconds at most, so an outage does not flood the log.
+    warning per 10 seconds at most, so an outage does not flood the log. An
+    exception that is not the storage failing is a bug in the control: 500
+    ``internal_error`` (see :func:`refuse_internal_error`), never a 503.
     """
 
     def __init__(
@@ -167,17 +169,10 @@ class StorageFailures:
         self._last_warning = -math.inf
 
     def __call__(self, ctx: QueryContext, exc: BaseException) -> None:
-        now = time.monotonic()
         if not is_storage_error(exc):
-            # Not the storage: a bug. Said as such, with its traceback, every time.
-            logger.error(
-                "bento_invguard: the %s control failed unexpectedly (%r); %s",
-                self.what,
-                exc,
-                "served without it" if self.fail_open else "refused with 503",
-                exc_info=exc,
-            )
-        elif now - self._last_warning > 10.0:
+            raise refuse_internal_error(ctx, self.control, exc)
+        now = time.monotonic()
+        if now - self._last_warning > 10.0:
             self._last_warning = now
             logger.warning(
                 "bento_invguard: %s storage failed (%r); %s",
@@ -196,3 +191,19 @@ class StorageFailures:
             ),
             self.control,
         )
+
+
+def refuse_internal_error(ctx: QueryContext, control: str, exc: BaseException) -> GuardRejection:
+    """A bug in ``control``: logged with its traceback and the control's name, every
+    time, and the query refused with 500 ``internal_error`` (fail closed, whatever
+    ``on_storage_error`` says: that policy is for storage outages, not for bugs)."""
+    logger.error(
+        "bento_invguard: the %s control failed unexpectedly (%r); refused with 500 internal_error",
+        control,
+        exc,
+        exc_info=exc,
+    )
+    return ctx.reject(
+        InternalError(f"the server failed to apply its {control} control; see its log"),
+        control,
+    )

@@ -260,3 +260,28 @@ def test_nothing_is_pickled(policy_file: Path) -> None:
         "profile.json",
         "manifest.json",
     } == names
+
+
+def test_attach_after_the_create_block_writes_to_the_stored_model(policy_file: Path) -> None:
+    """The object that ``models.create`` yielded, used after its block: its temporary
+    folder has moved into the store, so the files go to the stored model, and
+    ``policy_from`` loads them."""
+    with bentoml.models.create("clf") as model:
+        np.savez(model.path_of("weights.npz"), w=np.ones(4))
+    attachment = attach(model, policy_file)
+    stored = bentoml.models.get(model.tag)
+    folder = Path(stored.path) / "invguard"
+    assert folder == attachment.folder
+    assert {"policy.yaml", "profile.json", "manifest.json"} == {p.name for p in folder.iterdir()}
+    assert not attachment.in_metadata
+    assert sha256(folder / "manifest.json") == attachment.manifest_sha256
+    assert Policy.from_file(policy_file).tiers == load_attached_policy("clf:latest").tiers
+
+
+def test_attach_after_the_create_block_of_a_deleted_model_is_refused(policy_file: Path) -> None:
+    """A created model that is no longer in the store: refused, nothing reported written."""
+    with bentoml.models.create("clf") as model:
+        np.savez(model.path_of("weights.npz"), w=np.ones(4))
+    bentoml.models.delete(model.tag)
+    with pytest.raises(GuardConfigError, match="not in the local model store"):
+        attach(model, policy_file)

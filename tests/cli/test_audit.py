@@ -328,3 +328,82 @@ def test_audit_module_that_fails_to_import(run: Run, tmp_path: Path) -> None:
     result = run("audit", f"{module}:Svc", "--working-dir", tmp_path)
     assert 2 == result.code
     assert "model server down" in result.err
+
+
+def test_audit_flags_an_api_that_returns_labels(run: Run, tmp_path: Path) -> None:
+    """An API annotated to return one label per row: a high output finding naming it
+    and saying what to change; under protect() the guard refuses to start, and audit
+    says why."""
+    module = write_service(
+        tmp_path,
+        """
+        @bentoml.service
+        class Svc:
+            @bentoml.api
+            @guard("policy.yaml")
+            def predict(self, x: np.ndarray) -> np.ndarray:
+                return x
+
+            @bentoml.api
+            def classify(self, x: np.ndarray) -> list[int]:
+                return [0]
+        """,
+    )
+    code, report = audit_json(run, f"{module}:Svc", "--working-dir", tmp_path)
+    assert 1 == code
+    output = [f for f in report["findings"] if f["control"] == "output truncation"]
+    assert ["classify"] == [api for f in output if f["severity"] == "high" for api in f["apis"]]
+    assert any("class labels?" in f["message"] and "(n, classes)" in f["message"] for f in output)
+    protected = write_service(
+        tmp_path,
+        """
+        @protect("policy.yaml")
+        @bentoml.service
+        class Svc:
+            @bentoml.api
+            def classify(self, x: np.ndarray) -> list[int]:
+                return [0]
+        """,
+    )
+    refused = run("audit", f"{protected}:Svc", "--working-dir", tmp_path)
+    assert 0 != refused.code
+    assert "API 'classify' returns list[int]" in refused.err
+
+
+def test_audit_reports_a_skipped_api_as_skip(run: Run, tmp_path: Path) -> None:
+    """protect(skip=[...]): guarded_by skip and a low finding, not "not guarded"."""
+    module = write_service(
+        tmp_path,
+        """
+        @protect("policy.yaml", skip=["info"])
+        @bentoml.service
+        class Svc:
+            @bentoml.api
+            def predict(self, x: np.ndarray) -> np.ndarray:
+                return x
+
+            @bentoml.api
+            def info(self) -> dict:
+                return {}
+        """,
+    )
+    code, report = audit_json(run, f"{module}:Svc", "--working-dir", tmp_path)
+    apis = {api["name"]: api for api in report["apis"]}
+    assert "skip" == apis["info"]["guarded_by"]
+    info = [f for f in report["findings"] if "info" in f["apis"]]
+    assert ["low"] == [f["severity"] for f in info]
+    assert 0 == code
+
+
+def test_top_k_with_k_at_the_class_count_is_reported_as_all_scores(
+    run: Run, tmp_path: Path
+) -> None:
+    """--classes 2 with a top_k k=2 tier: every score is shown, so it is reported."""
+    path = write_policy(tmp_path, SOUND)
+    _, without = audit_json(run, path)
+    _, with_classes = audit_json(run, path, "--classes", "2")
+    assert not [f for f in without["findings"] if "top_k" in f["message"]]
+    flagged = [
+        f for f in with_classes["findings"] if "top_k with k=2 for 2 classes" in f["message"]
+    ]
+    assert ["moderate"] == [f["severity"] for f in flagged]

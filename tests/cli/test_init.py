@@ -98,3 +98,46 @@ def test_init_refuses_a_file_as_folder(run: Run, tmp_path: Path) -> None:
     result = run("init", target)
     assert 2 == result.code
     assert "not a folder" in result.err
+
+
+ADMIN_LINE = re.compile(r"^\s+admin\s+(\S+)\s+(ig_\S+)\s+\(/invguard/admin/blocks only\)$", re.M)
+
+
+def test_init_makes_an_admin_key_that_the_admin_endpoints_accept(run: Run, tmp_path: Path) -> None:
+    """An admin key is printed once and stored as a digest under admin_keys in keys.yaml,
+    where the admin endpoints look for it: blocks can be cleared from the start."""
+    from bento_invguard.admin.endpoints import load_admin_keys
+
+    result = run("init", tmp_path)
+    assert 0 == result.code, result.err
+    found = ADMIN_LINE.search(result.out)
+    assert found is not None, result.out
+    key_id, key = found.groups()
+    policy = Policy.from_file(tmp_path / "invguard.yaml")
+    assert [(key_id, hash_key(key))] == [(k.id, k.sha256) for k in load_admin_keys(policy, {})]
+    assert key not in (tmp_path / "keys.yaml").read_text()
+
+
+def test_the_demo_setup_makes_an_admin_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make demo`` (examples/digits/setup_demo.py) writes an admin key digest beside
+    the tier keys and prints the key and the curl line that lists blocks."""
+    from bento_invguard.admin.endpoints import load_admin_keys
+
+    from ..conftest import digits_module
+
+    setup = digits_module("setup_demo")
+    monkeypatch.setattr(setup, "train_main", lambda: None)
+    monkeypatch.setattr(setup, "RAW_KEYS", tmp_path / ".demo-keys")
+    monkeypatch.setattr(setup, "KEY_FILE", tmp_path / "keys.yaml")
+    (tmp_path / "invguard.yaml").write_text(
+        "keys_from: {file: keys.yaml}\ntiers: {public: {}, partner: {}, trusted: {}}\n"
+    )
+    setup.main()  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
+    admin_key = setup.demo_keys()["admin"]  # type: ignore[attr-defined]
+    assert f"/invguard/admin/blocks -H 'Authorization: Bearer {admin_key}'" in out
+    policy = Policy.from_file(tmp_path / "invguard.yaml")
+    assert [hash_key(admin_key)] == [k.sha256 for k in load_admin_keys(policy, {})]
+    assert 3 == len(load_keys(policy, environ={}))

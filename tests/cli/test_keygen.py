@@ -144,3 +144,22 @@ def test_keygen_refuses_a_bad_policy(run: Run, tmp_path: Path) -> None:
     assert 2 == result.code
     assert "--policy" in result.err
     assert "tiers.t.output" in result.err
+
+
+def test_keygen_admin_adds_an_admin_key_and_keeps_the_tier_keys(run: Run, project: Path) -> None:
+    """--admin: the digest goes under admin_keys, where the admin endpoints read it; the
+    tier keys and the admin key init made stay."""
+    from bento_invguard.admin.endpoints import load_admin_keys
+
+    keys_file = project / "keys.yaml"
+    before = entries(keys_file)
+    result = run("keygen", "--admin", "--id", "ops", "--policy", project / "invguard.yaml")
+    assert 0 == result.code, result.err
+    key = result.out.strip()
+    assert before == entries(keys_file)
+    policy = Policy.from_file(project / "invguard.yaml")
+    admin = load_admin_keys(policy, {})
+    assert ["admin-1", "ops"] == [k.id for k in admin]
+    assert hash_key(key) == admin[-1].sha256
+    again = run("keygen", "--admin", "--id", "ops", "--policy", project / "invguard.yaml")
+    assert 0 != again.code and "already exists" in again.err

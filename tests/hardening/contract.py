@@ -47,6 +47,8 @@ def rejection(response: Any, *, storage_down: bool = False) -> dict[str, Any] | 
     assert isinstance(body.get("detail"), str) and body["detail"], body
     if reason == "invalid_input":
         assert body.get("check") in CHECKS, body
+        position = body["position"]
+        assert position is None or all(isinstance(i, int) for i in position), body
     if reason == "invalid_header":
         assert isinstance(body.get("header"), str) and body["header"] in body["detail"], body
     if status == 401:

@@ -33,11 +33,13 @@ CONTRACT_STATUSES = (401, 403, 413, 415, 422, 429)
 def assert_rejection(
     response: httpx.Response, status: int, reason: str, check: str | None = None
 ) -> dict[str, Any]:
-    """Status, content type and the ``{"error", "detail"[, "check"]}`` body of a rejection."""
+    """Status, content type and the ``{"error", "detail"[, "check", "position"]}`` body."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
-    expected_keys = {"error", "detail"} if check is None else {"error", "detail", "check"}
+    expected_keys = {"error", "detail"}
+    if check is not None:
+        expected_keys |= {"check", "position"}
     assert set(body) == expected_keys, body
     assert body["error"] == reason, body
     assert isinstance(body["detail"], str) and body["detail"], body

@@ -78,13 +78,13 @@ def test_cli_lists_and_clears_redis_blocks(tmp_path: Path, redis_url: str, capsy
 
     async def block() -> None:
         mon = Monitor(Policy.from_file(policy_path), model_version=lambda: "m:v1")
-        await mon.store.block("m:v1:mallory", 600, "near_duplicate=0.95")
+        await mon.store.block("m:v1:mallory", 600, "probing=0.95")
         await mon.aclose()
 
     asyncio.run(block())
     assert 0 == main(["blocks", "list", "--policy", str(policy_path)])
     out = capsys.readouterr().out
-    assert "m:v1:mallory" in out and "near_duplicate=0.95" in out
+    assert "m:v1:mallory" in out and "probing=0.95" in out
     assert 0 == main(["blocks", "clear", "mallory", "--policy", str(policy_path)])
     assert 0 == main(["blocks", "list", "--policy", str(policy_path), "--json"])
     assert [] == json.loads(capsys.readouterr().out.split("\n", 1)[1])

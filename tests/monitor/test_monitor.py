@@ -1,205 +1,211 @@
-"""The query monitor: probing is caught, benign traffic and retries are not."""
+"""The per-key monitor: probing flagged, degraded, blocked; benign traffic and retries not."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any
+import logging
 
 import numpy as np
 import pytest
 
-from bento_invguard import Blocked, Policy, Profile
-from bento_invguard.context import QueryContext
+from bento_invguard import Blocked
 from bento_invguard.monitor import History, Monitor, run_without_io
-from bento_invguard.monitor.fingerprint import Fingerprinter, hamming, row_digests
 
-from ..conftest import digits_module
-
-model_mod: Any = digits_module("model")
-X_TRAIN, X_TEST, Y_TRAIN, _ = model_mod.load_split()
-MODEL = model_mod.SoftmaxModel(*model_mod.fit_weights(X_TRAIN, Y_TRAIN))
-#: The monitor standardises rows with the reference profile, as the example's policy does.
-PROFILE = Profile.fit(X_TRAIN)
+from .conftest import X_TEST, Clock, ask, context, policy
 
 
-def policy(**monitor: Any) -> Policy:
-    return Policy.model_validate(
-        {"tiers": {"public": {}}, "input": {"shape": [64], "min": 0, "max": 16}, "monitor": monitor}
-    )
+def outcome(mon: Monitor, principal: str, probing: bool) -> str:
+    """What one confident single-row query leads to: block, degrade, flag or none."""
+    try:
+        ctx = ask(mon, principal, probing=probing)
+    except Blocked:
+        return "block"
+    return "degrade" if ctx.degraded else "flag" if ctx.flagged else "none"
 
 
-def ask(mon: Monitor, principal: str, rows: np.ndarray) -> QueryContext:
-    """One query through the monitor, as the guard runs it (block check, then assess)."""
-    ctx = QueryContext(endpoint="predict", principal=principal, tier_name="public")
-    run_without_io(mon.check_block(ctx))
-    ctx.input = rows
-    ctx.scores = MODEL.predict_proba(rows)
-    run_without_io(mon.assess(ctx))
-    return ctx
+def escalate(mon: Monitor, principal: str) -> list[str]:
+    """12 clean queries, then probing ones until the key is blocked (at most 60)."""
+    steps = [outcome(mon, principal, False) for _ in range(12)]
+    for _ in range(60):
+        steps.append(outcome(mon, principal, True))
+        if "block" == steps[-1]:
+            break
+    return steps
 
 
-def finite_differences(n: int, seed: int = 0) -> list[np.ndarray]:
-    """Gradient estimation around a slowly moving guess: the inversion attacker's stream."""
-    rng = np.random.default_rng(seed)
-    guess, out = np.full(64, 4.0), []
-    while len(out) < n:
-        j = rng.integers(64)
-        e = np.zeros(64)
-        e[j] = 0.5
-        out += [np.clip(guess + e, 0, 16)[None, :], np.clip(guess - e, 0, 16)[None, :]]
-        guess = np.clip(guess + rng.normal(0, 0.2, 64), 0, 16)
-    return out[:n]
-
-
-def queries_until_blocked(mon: Monitor, principal: str, stream: list[np.ndarray]) -> int | None:
-    for i, rows in enumerate(stream, start=1):
-        try:
-            ask(mon, principal, rows)
-        except Blocked:
-            return i
-    return None
-
-
-def test_fingerprints_separate_near_from_far() -> None:
-    """A small step keeps the SimHash close; a different digit is far."""
-    fp = Fingerprinter(64, np.full(64, 8.0), np.full(64, 8.0))
-    x = X_TEST[0]
-    step = x.copy()
-    step[10] += 0.5
-    sigs = fp(np.stack([x, step, X_TEST[1]]))
-    assert hamming(sigs[:1], sigs[1])[0] <= 4
-    assert hamming(sigs[:1], sigs[2])[0] > 8
-    assert row_digests(x[None, :])[0] == row_digests(x.copy()[None, :])[0]
-
-
-def test_gradient_estimation_is_blocked_quickly() -> None:
-    """The inversion stream is blocked well within 100 queries; the block then holds."""
-    mon = Monitor(policy(), PROFILE)
-    n = queries_until_blocked(mon, "attacker", finite_differences(200))
-    assert n is not None and n <= 50
+def test_a_probing_key_is_flagged_then_degraded_then_blocked() -> None:
+    """The share of probing queries is the risk: 12 of 24 flag (0.5), 28 of 40 degrade
+    (0.7), 36 of 48 block (0.75); the block then holds, with a Retry-After."""
+    mon = Monitor(policy(), clock=Clock())
+    steps = escalate(mon, "attacker")
+    expected = ["none"] * 23 + ["flag"] * 16 + ["degrade"] * 8 + ["block"]
+    assert expected == steps
     with pytest.raises(Blocked) as info:
-        ask(mon, "attacker", X_TEST[:1])
-    assert int(info.value.headers["Retry-After"]) > 0
+        ask(mon, "attacker")
     assert "blocked" == info.value.reason
+    assert 900 == int(info.value.headers["Retry-After"])
+    assert "none" == outcome(mon, "bystander", False)
+
+
+def test_without_block_a_probing_key_stays_degraded() -> None:
+    """With blocking off, a key that probes on is degraded (and flagged), never blocked."""
+    mon = Monitor(policy(actions={"block": False}), clock=Clock())
+    for _ in range(60):
+        ctx = ask(mon, "probe", probing=True)
+    assert (True, True, 1.0) == (ctx.degraded, ctx.flagged, ctx.risk)
+    assert ["probing=1.00"] == ctx.risk_reasons
+    assert "degrade" in [d.outcome for d in ctx.decisions]
+
+
+def test_the_gauge_hears_a_block_and_its_expiry() -> None:
+    """on_blocks gets +1 when a key is blocked and -1 once the block has expired."""
+    clock, heard = Clock(), list[int]()
+    mon = Monitor(policy(), clock=clock, on_blocks=heard.append)
+    assert "block" == escalate(mon, "attacker")[-1]
+    assert [1] == heard
+    clock.now += 899
+    with pytest.raises(Blocked):
+        ask(mon, "attacker")
+    assert [1] == heard
+    clock.now += 1
+    ask(mon, "attacker")  # served: the block is over
+    assert [1, -1] == heard
+
+
+def test_the_gauge_hears_a_cleared_block() -> None:
+    """Clearing a block tells on_blocks -1 at once; clearing it again tells nothing."""
+    heard: list[int] = []
+    mon = Monitor(policy(), clock=Clock(), on_blocks=heard.append)
+    escalate(mon, "a")
+    escalate(mon, "b")
+    assert [1, 1] == heard
+    assert run_without_io(mon.unblock("default:a"))
+    assert not run_without_io(mon.unblock("default:a"))
+    assert [1, 1, -1] == heard
+
+
+def test_one_warning_per_escalation_step_and_principal(caplog: pytest.LogCaptureFixture) -> None:
+    """Two probing keys: each gets exactly one WARNING flagged, one degraded, one blocked,
+    naming the principal's id (not its state key with the model version) and nothing else
+    about it."""
+    mon = Monitor(policy(), model_version=lambda: "invguard_digits:abc123", clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="bento_invguard"):
+        for principal in ("mallory", "trudy"):
+            escalate(mon, principal)
+            for _ in range(3):  # blocked: no more news
+                with pytest.raises(Blocked):
+                    ask(mon, principal, probing=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    steps = [
+        (principal, step)
+        for message in warnings
+        for principal in ("mallory", "trudy")
+        for step in ("flagged", "degraded", "blocked for")
+        if f"principal '{principal}' {step}" in message
+    ]
+    expected = [
+        (p, s) for p in ("mallory", "trudy") for s in ("flagged", "degraded", "blocked for")
+    ]
+    assert expected == steps
+    assert 6 == len(warnings)
+    assert not any("abc123" in message for message in warnings)
+
+
+def test_a_degraded_key_that_keeps_probing_logs_nothing_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With blocking off: one WARNING flagged, one degraded, then 60 more probing queries log
+    nothing. A key whose risk jumps straight past the flag step gets the degrade one only."""
+    mon = Monitor(policy(actions={"block": False}), clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="bento_invguard"):
+        assert "degrade" == escalate(mon, "probe")[-1]
+        for _ in range(60):
+            assert ask(mon, "probe", probing=True).degraded
+        for _ in range(60):
+            ask(mon, "jumper", probing=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [("probe", "flagged"), ("probe", "degraded"), ("jumper", "degraded")] == [
+        (m.split("'")[1], m.split("'")[2].split()[0]) for m in warnings
+    ]
+
+
+def test_refused_probing_rows_count() -> None:
+    """Rows the view refused as probing (on_detect: refuse) fill the key's history: the key
+    is blocked from its next request on, the refused one keeps its refusal."""
+    mon = Monitor(policy(), clock=Clock())
+    for _ in range(3):
+        ctx = context("attacker")
+        run_without_io(mon.check_block(ctx))
+        run_without_io(mon.observe_refused(ctx, 5, probing=True))
+    assert ctx.flagged and "block" == ctx.decisions[-1].outcome
+    history = run_without_io(mon.store.load(mon.principal_key("attacker")))
+    assert history is not None
+    assert (15, 1.0) == (history.count, history.scores(mon.settings)["probing"])
+    with pytest.raises(Blocked):
+        run_without_io(mon.check_block(context("attacker")))
 
 
 def test_benign_traffic_and_exact_retries_are_not_flagged() -> None:
-    """Held-out digits in random order with retries raise no flag; a retry is one query."""
-    mon = Monitor(policy(), PROFILE)
+    """Held-out digits in random order raise no flag; 200 retries of one query are one query."""
+    mon = Monitor(policy(), clock=Clock())
     rng = np.random.default_rng(3)
     for principal in ("alice", "bob"):
-        order = rng.permutation(len(X_TEST))
-        for i in order[:300]:
+        for i in rng.permutation(len(X_TEST))[:300]:
             ctx = ask(mon, principal, X_TEST[i : i + 1])
-            assert not ctx.flagged, ctx.risk_reasons
-    hammer = Monitor(policy(), PROFILE)
+            assert (False, []) == (ctx.flagged, ctx.risk_reasons)
+    ask(mon, "retrier", X_TEST[:1])
     for _ in range(200):
-        ctx = ask(hammer, "retrier", X_TEST[:1])
+        ctx = ask(mon, "retrier", X_TEST[:1], repeat=True)
     assert 0.0 == ctx.risk
-    history = run_without_io(hammer.store.load(hammer.key(ctx)))
+    history = run_without_io(mon.store.load(mon.principal_key("retrier")))
     assert history is not None and 1 == history.count
-
-
-def test_fifty_near_duplicates_in_one_batch_are_caught() -> None:
-    """The monitor looks at every row of a batched request."""
-    mon = Monitor(policy(), PROFILE)
-    batch = np.vstack(finite_differences(50, seed=5))
-    with pytest.raises(Blocked):
-        ask(mon, "batcher", batch)
-
-
-def test_degrade_without_block() -> None:
-    """With blocking off, a risky principal is degraded and flagged instead."""
-    mon = Monitor(policy(actions={"block": False}), PROFILE)
-    ctx = None
-    for rows in finite_differences(60):
-        ctx = ask(mon, "probe", rows)
-    assert ctx is not None and ctx.degraded and ctx.flagged
-    assert any(d.outcome == "degrade" for d in ctx.decisions)
-    assert ctx.risk >= 0.85
-
-
-def test_distributed_probing_raises_a_global_signal() -> None:
-    """Near-duplicates of one point from several keys raise the distributed signal."""
-    mon = Monitor(policy(min_queries=1000, distributed_min_principals=3), PROFILE)
-    stream = finite_differences(12, seed=9)
-    reasons: list[str] = []
-    for k, rows in enumerate(stream):
-        reasons = ask(mon, f"key{k % 4}", rows).risk_reasons
-    assert any(r.startswith("distributed=") for r in reasons)
 
 
 def test_state_is_per_model_version() -> None:
     """A block under one model version does not carry over to a retrained model."""
     version = ["v1"]
-    mon = Monitor(policy(), PROFILE, model_version=lambda: version[0])
-    assert queries_until_blocked(mon, "attacker", finite_differences(100)) is not None
+    mon = Monitor(policy(), model_version=lambda: version[0], clock=Clock())
+    assert "block" == escalate(mon, "attacker")[-1]
     version[0] = "v2"
-    ask(mon, "attacker", X_TEST[:1])  # not blocked: a fresh baseline
+    assert "none" == outcome(mon, "attacker", False)  # a fresh baseline
+    version[0] = "v1"
+    assert "block" == outcome(mon, "attacker", False)
 
 
 def test_memory_is_bounded_by_max_principals() -> None:
     """No more than max_principals histories are kept."""
-    mon = Monitor(policy(max_principals=10), PROFILE)
+    mon = Monitor(policy(max_principals=10), clock=Clock())
     for p in range(50):
-        ask(mon, f"p{p}", X_TEST[p : p + 1])
-    assert len(mon.store.histories) <= 10  # type: ignore[attr-defined]
+        ask(mon, f"p{p}")
+    assert 10 == len(mon.store.histories)  # type: ignore[attr-defined]
 
 
 def test_history_round_trips_through_bytes() -> None:
-    """The Redis encoding of a history is lossless (and pickle-free)."""
+    """The Redis encoding of a history is lossless (and pickle-free); another window
+    starts afresh."""
     h = History(16)
+    rng = np.random.default_rng(1)
     for i in range(20):
-        h.push(np.uint64(i * 7919), np.uint64(i), i % 3 == 0, i % 2 == 0, float(i))
+        h.push(rng.random((3, 2)) < 0.4, float(i))
     back = History.from_bytes(h.to_bytes(), 16)
-    assert (h.sigs == back.sigs).all() and (h.near == back.near).all()
-    assert (h.count, h.filled, h.last_seen) == (back.count, back.filled, back.last_seen)
+    assert h.flags.tolist() == back.flags.tolist()
+    assert (h.count, h.filled, h.first_seen, h.last_seen, h.short_rate) == (
+        back.count,
+        back.filled,
+        back.first_seen,
+        back.last_seen,
+        back.short_rate,
+    )
+    assert h.scores(policy().monitor) == back.scores(policy().monitor)
     assert 0 == History.from_bytes(h.to_bytes(), 32).count  # window changed: fresh
 
 
 def test_blocks_can_be_listed_and_cleared() -> None:
-    """An operator lists blocks with their reason and clears one."""
-    mon = Monitor(policy(), PROFILE)
-    queries_until_blocked(mon, "attacker", finite_differences(100))
+    """An operator lists blocks with their reason and clears one; the key starts afresh."""
+    mon = Monitor(policy(), clock=Clock())
+    escalate(mon, "attacker")
     blocks = run_without_io(mon.blocks())
     assert ["default:attacker"] == [b["principal"] for b in blocks]
-    assert "near_duplicate" in blocks[0]["reason"]
+    assert "probing=" in blocks[0]["reason"]
     assert run_without_io(mon.unblock("default:attacker"))
-    ask(mon, "attacker", X_TEST[:1])
-
-
-@pytest.mark.redis
-def test_redis_blocks_are_seen_by_every_worker(redis_url: str) -> None:
-    """Two monitors on one Redis (two workers): a block by one is enforced by the other."""
-
-    async def scenario() -> tuple[int | None, str]:
-        p = policy().model_copy(update={"storage": redis_url})
-        worker_a, worker_b = Monitor(p, PROFILE), Monitor(p, PROFILE)
-        blocked_at = None
-        for i, rows in enumerate(finite_differences(100), start=1):
-            worker = worker_a if i % 2 else worker_b  # alternate, like a load balancer
-            ctx = QueryContext(endpoint="predict", principal="attacker", tier_name="public")
-            try:
-                await worker.check_block(ctx)
-                ctx.input, ctx.scores = rows, MODEL.predict_proba(rows)
-                await worker.assess(ctx)
-            except Blocked:
-                blocked_at = i
-                break
-        ctx = QueryContext(endpoint="predict", principal="attacker", tier_name="public")
-        try:
-            await worker_a.check_block(ctx)
-            await worker_b.check_block(ctx)
-            outcome = "served"
-        except Blocked as exc:
-            outcome = exc.reason
-        listed = json.dumps(await worker_b.blocks())
-        await worker_a.aclose()
-        await worker_b.aclose()
-        assert "attacker" in listed
-        return blocked_at, outcome
-
-    blocked_at, outcome = asyncio.run(scenario())
-    assert blocked_at is not None and blocked_at <= 60
-    assert "blocked" == outcome
+    assert [] == run_without_io(mon.blocks())
+    assert "none" == outcome(mon, "attacker", True)  # a fresh history

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import bentoml
 import numpy as np
+import pytest
 from starlette.testclient import TestClient
 
 from bento_invguard import Policy, protect
@@ -40,9 +42,14 @@ def post(client: TestClient, key: str, row: list[float]) -> Any:
     return client.post("/predict", content=json.dumps({"x": [row]}), headers={"X-API-Key": key})
 
 
-def test_probing_key_gets_403_blocked_and_others_are_served(tier_keys: dict[str, str]) -> None:
-    """After probing, the key is refused with 403 blocked (Retry-After); others still pass."""
+def test_probing_key_gets_403_blocked_and_others_are_served(
+    tier_keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """After probing (near-duplicates the shared view judges probing), the key is refused
+    with 403 blocked (Retry-After); others still pass. The log names the key's id once per
+    escalation step, never the key itself."""
     forget_bentoml_metrics()
+    caplog.set_level(logging.WARNING, logger="bento_invguard")
     with TestClient(build(tier_keys).to_asgi(), raise_server_exceptions=False) as client:
         statuses = [post(client, tier_keys["trusted"], row).status_code for row in probe_stream(60)]
         assert 403 in statuses
@@ -54,6 +61,11 @@ def test_probing_key_gets_403_blocked_and_others_are_served(tier_keys: dict[str,
         assert "blocked" == body["error"] and "blocked for" in body["detail"]
         assert int(refused.headers["retry-after"]) > 0
         assert 200 == post(client, tier_keys["partner"], [1.0, 2.0, 3.0, 4.0]).status_code
+    escalations = [
+        r.getMessage() for r in caplog.records if "principal 'user-trusted'" in r.getMessage()
+    ]
+    assert 1 == len([m for m in escalations if "blocked for" in m])
+    assert not any(tier_keys["trusted"] in r.getMessage() for r in caplog.records)
 
 
 def test_degraded_principal_sees_labels_only(tier_keys: dict[str, str]) -> None:

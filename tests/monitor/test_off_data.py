@@ -13,11 +13,12 @@ from starlette.testclient import TestClient
 
 from bento_invguard import Blocked, InvalidInput, Policy, protect
 from bento_invguard.context import QueryContext
-from bento_invguard.monitor import History, Monitor, run_without_io
+from bento_invguard.monitor import Monitor, run_without_io
+from bento_invguard.monitor.history import SIGNALS
 from bento_invguard.validation import InputValidator
 
 from ..conftest import forget_bentoml_metrics, policy_dict
-from .test_monitor import MODEL, PROFILE, X_TEST, policy
+from .conftest import MODEL, PROFILE, X_TEST, policy
 
 
 def probes(n: int, scale: float = 2.0, seed: int = 0) -> np.ndarray:
@@ -41,11 +42,12 @@ def request(mon: Monitor, principal: str, rows: np.ndarray) -> str:
         ctx.input = InputValidator(policy().input, PROFILE)(ctx, rows)
     except InvalidInput as refusal:
         assert "profile" == refusal.check
-        mon.observe_refused_soon(ctx, rows)
+        run_without_io(mon.observe_refused(ctx, len(rows)))
         return "refused"
     ctx.scores = MODEL.predict_proba(rows)
+    no = np.zeros(len(rows), dtype=bool)  # the shared view's verdict: neither probing nor repeat
     try:
-        run_without_io(mon.assess(ctx))
+        run_without_io(mon.assess(ctx, no, no))
     except Blocked:
         return "blocked"
     return "answered"
@@ -53,7 +55,7 @@ def request(mon: Monitor, principal: str, rows: np.ndarray) -> str:
 
 def test_reverse_correlation_is_blocked_within_200_queries() -> None:
     """20-probe requests are refused as off the data; the key is blocked by its third request."""
-    mon = Monitor(policy(), PROFILE)
+    mon = Monitor(policy())
     rows = probes(400)
     outcomes = [request(mon, "attacker", rows[i : i + 20]) for i in range(0, 400, 20)]
     blocked_at = 20 * (outcomes.index("blocked") + 1)
@@ -68,7 +70,7 @@ def test_reverse_correlation_is_blocked_within_200_queries() -> None:
 def test_smaller_probes_are_blocked_too(scale: float) -> None:
     """Probes nearer the data pass the profile more often; then the answered ones hug the
     boundary (the refused rows, without scores, do not dilute that signal): blocked by 200."""
-    mon = Monitor(policy(), PROFILE)
+    mon = Monitor(policy())
     rows = probes(400, scale=scale, seed=3)
     outcomes = [request(mon, "attacker", rows[i : i + 20]) for i in range(0, 400, 20)]
     assert "blocked" in outcomes
@@ -77,7 +79,7 @@ def test_smaller_probes_are_blocked_too(scale: float) -> None:
 
 def test_one_probe_per_request_is_blocked_too() -> None:
     """Single-row probes: the refused ones count even when others are answered."""
-    mon = Monitor(policy(), PROFILE)
+    mon = Monitor(policy())
     rows = probes(200, seed=1)
     outcomes = [request(mon, "attacker", rows[i : i + 1]) for i in range(200)]
     assert "blocked" in outcomes
@@ -86,7 +88,7 @@ def test_one_probe_per_request_is_blocked_too() -> None:
 
 def test_benign_digits_with_an_odd_bad_row_are_not_flagged() -> None:
     """Natural digits, one request in 25 carrying an off-data row: never flagged or blocked."""
-    mon = Monitor(policy(), PROFILE)
+    mon = Monitor(policy())
     odd = probes(50, scale=4.0, seed=2)
     odd = odd[PROFILE.outliers(odd)]
     risks = []
@@ -99,25 +101,15 @@ def test_benign_digits_with_an_odd_bad_row_are_not_flagged() -> None:
     assert max(risks) < mon.settings.thresholds.flag
 
 
-def test_history_keeps_off_data_flags_through_bytes() -> None:
-    """The Redis encoding carries the off-data flags; state written before them still loads."""
-    h = History(16)
-    for i in range(20):
-        h.push(np.uint64(i), np.uint64(i), False, False, float(i), off_data=i % 4 == 0)
-    back = History.from_bytes(h.to_bytes(), 16)
-    assert h.off_data.tolist() == back.off_data.tolist()
-    assert h.off_data_count == back.off_data_count
-    old = h.to_bytes()[: -((16 + 7) // 8)]  # two flag rows, as before the signal
-    legacy = History.from_bytes(old, 16)
-    assert (0, h.near.tolist()) == (legacy.off_data_count, legacy.near.tolist())
-
-
-def test_without_a_profile_refusals_are_not_observed() -> None:
-    """No profile, no off-data signal: the call is a no-op."""
-    mon = Monitor(policy(), None)
+def test_refused_rows_count_whatever_the_request_holds() -> None:
+    """Every row of a refused request counts as off the data: one request of 20 rows
+    fills 20 of the key's window."""
+    mon = Monitor(policy())
     ctx = QueryContext(endpoint="predict", principal="p", tier_name="public")
-    mon.observe_refused_soon(ctx, probes(20))
-    assert 0.0 == ctx.risk
+    run_without_io(mon.observe_refused(ctx, 20))
+    history = run_without_io(mon.store.load(mon.principal_key("p")))
+    assert history is not None
+    assert (20, 20) == (history.count, int(history.flags[SIGNALS.index("off_data")].sum()))
 
 
 @pytest.mark.redis
@@ -127,11 +119,10 @@ def test_off_data_counts_on_redis(redis_url: str) -> None:
 
     async def scenario() -> bool:
         p = policy().model_copy(update={"storage": redis_url})
-        worker_a, worker_b = Monitor(p, PROFILE), Monitor(p, PROFILE)
-        rows = probes(60)
-        for i in range(0, 60, 20):
+        worker_a, worker_b = Monitor(p), Monitor(p)
+        for _ in range(3):
             ctx = QueryContext(endpoint="predict", principal="attacker", tier_name="public")
-            await worker_a.observe_refused(ctx, rows[i : i + 20])
+            await worker_a.observe_refused(ctx, 20)
         ctx = QueryContext(endpoint="predict", principal="attacker", tier_name="public")
         try:
             await worker_b.check_block(ctx)

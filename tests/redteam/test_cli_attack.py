@@ -185,3 +185,22 @@ def test_server_error_from_the_start_exits_1(
     assert code == 1, err
     assert "never answered: server_error" in err
     assert json.loads(out)["leakage"] is None
+
+
+def test_out_keeps_one_report_per_attack(
+    capsys: pytest.CaptureFixture[str],
+    refusing_server: Callable[[int, dict[str, str]], str],
+    reference_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Two attacks into one --out folder: ATTACK.json each, the second overwrites nothing."""
+    url = refusing_server(400, {"error": "bad_request", "detail": "no"})
+    for attack_name in ("label-only", "inversion"):
+        invoke(
+            capsys, "attack", url, "--attack", attack_name, "--reference", reference_file,
+            "--budget", "10", "--quiet", "--json", "--out", tmp_path,
+        )  # fmt: skip
+    assert {"label-only.json", "inversion.json"} == {p.name for p in tmp_path.glob("*.json")}
+    for attack_name in ("label-only", "inversion"):
+        saved = json.loads((tmp_path / f"{attack_name}.json").read_text())
+        assert str(tmp_path / f"{attack_name}.json") == saved["report_file"]

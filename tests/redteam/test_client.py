@@ -231,3 +231,16 @@ def test_a_refused_canary_keeps_the_answers(
     assert oracle.log[-1].canary and oracle.stats.blocked_at == 17
     with pytest.raises(Stopped, match="blocked"):
         oracle.ask(digits.x_test[:4])
+
+
+def test_progress_never_counts_rows_refused_as_rate_limited(
+    digits: Digits, endpoint: Callable[..., MockEndpoint]
+) -> None:
+    """What a watcher of each exchange (the progress bar) reads as spent is what the
+    budget counts: a 429's rows are not spent, not even while it is being reported."""
+    mock = endpoint(script={2: (429, "rate_limited", {"Retry-After": "1"})})
+    seen: list[int] = []
+    oracle = oracle_for(mock, budget=4, on_exchange=lambda o: seen.append(o.spent))
+    oracle.ask(rows(digits, 2))
+    oracle.ask(rows(digits, 2))  # refused once, then answered
+    assert [2, 2, 4] == seen

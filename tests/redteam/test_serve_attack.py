@@ -54,7 +54,7 @@ def test_inversion_with_full_scores_is_blocked(
     assert report["leakage"]["score"] < 0.5
     png = read_png(Path(report["image"]))
     assert png.shape == (8 * 8 + 2 * 2, 10 * 8 * 8 + 11 * 2)  # one row of 10 tiles
-    saved = json.loads((tmp_path / "report.json").read_text())
+    saved = json.loads((tmp_path / "inversion.json").read_text())
     assert saved["queries"] == q
 
 

@@ -220,3 +220,16 @@ def test_malformed_key_headers_are_recorded_as_refusals() -> None:
     (span,) = [s for s in otel.spans.get_finished_spans() if s.name.startswith("invguard")]
     assert span.attributes is not None
     assert "reject" == span.attributes.get("invguard.decision"), dict(span.attributes)
+
+
+def test_a_guard_without_a_profile_warns_at_startup_what_is_not_caught(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No input.profile: one WARNING names what goes uncaught and how to fit one."""
+    from bento_invguard.integration.pipeline import GuardPipeline
+
+    policy = Policy.model_validate({"tiers": {"public": {"output": "label"}}})
+    with caplog.at_level("WARNING", logger="bento_invguard"):
+        GuardPipeline(policy)
+    text = caplog.text
+    assert "no reference profile" in text and "invguard profile fit" in text

@@ -30,14 +30,17 @@ def test_storage_errors_are_recognised() -> None:
 
 
 @pytest.mark.parametrize("on_storage_error", ["closed", "open"])
-def test_a_bug_is_logged_as_a_bug_with_its_traceback(
+def test_a_bug_is_a_500_internal_error_never_storage_unavailable(
     on_storage_error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A storage outage follows on_storage_error; a bug in the control is refused with
+    500 internal_error under either policy, and its log names the control and keeps
+    the traceback."""
     failures = StorageFailures(
         Policy(tiers={"public": {}}, on_storage_error=on_storage_error), "monitor", "monitor"
     )
 
-    def fail(exc: Exception) -> None:
+    def fail(exc: Exception) -> GuardRejection | None:
         ctx = QueryContext(endpoint="predict")
         try:
             raise exc
@@ -45,12 +48,20 @@ def test_a_bug_is_logged_as_a_bug_with_its_traceback(
             try:
                 failures(ctx, raised)
             except GuardRejection as rejection:
-                assert rejection.status == 503  # closed: refused either way
+                assert ctx.rejection is rejection
+                return rejection
+        return None
 
     with caplog.at_level(logging.WARNING, logger="bento_invguard"):
-        fail(ConnectionError("redis down"))
-        fail(ValueError("shape mismatch in the monitor"))
-    storage, bug = caplog.records
-    assert storage.levelno == logging.WARNING and "storage failed" in storage.getMessage()
-    assert bug.levelno == logging.ERROR and "failed unexpectedly" in bug.getMessage()
-    assert bug.exc_info is not None and bug.exc_info[0] is ValueError
+        outage = fail(ConnectionError("redis down"))
+        bug = fail(IndexError("index 1 is out of bounds"))
+    assert (None if on_storage_error == "open" else 503) == (outage and outage.status)
+    assert bug is not None
+    assert (500, "internal_error") == (bug.status, bug.reason)
+    assert "storage" not in bug.detail
+    storage_log, bug_log = caplog.records
+    assert logging.WARNING == storage_log.levelno
+    assert "storage failed" in storage_log.getMessage()
+    assert logging.ERROR == bug_log.levelno
+    assert "the monitor control failed unexpectedly" in bug_log.getMessage()
+    assert bug_log.exc_info is not None and IndexError is bug_log.exc_info[0]

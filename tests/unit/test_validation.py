@@ -166,3 +166,34 @@ def test_rows_without_values_are_checked_not_crashed(value: object) -> None:
     spec = InputPolicy(shape=None, dtype="float", min=0.0, max=1.0)
     ctx = check(spec, value)
     assert len(value) == ctx.rows  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "position"),
+    [
+        ([[0.1, 0.2, 0.3], [0.1, float("nan"), 0.3]], [1, 1]),
+        ([[0.1, 0.2, 0.3], [0.1, 0.2, 7.0]], [1, 2]),
+        ([[-1.0, 0.2, 0.3]], [0, 0]),
+        ([[0.1, 0.2]], None),
+    ],
+)
+def test_the_422_body_names_the_offending_position(
+    value: list[list[float]], position: list[int] | None
+) -> None:
+    """``position`` in the body: [row, column] of the value at fault, null for a shape."""
+    with pytest.raises(InvalidInput) as refused:
+        check(SPEC, value)
+    body = refused.value.body()
+    assert position == body["position"]
+    assert {"error", "detail", "check", "position"} == set(body)
+
+
+def test_a_profile_refusal_names_the_row_and_feature() -> None:
+    """A feature outside the profile's bounds: [row, feature]."""
+    rows = np.random.default_rng(0).random((200, 3)) * 0.5
+    profile = Profile.fit(rows)
+    spec = InputPolicy(shape=(3,), dtype="float", min=0.0, max=1.0)
+    with pytest.raises(InvalidInput) as refused:
+        check(spec, [[0.2, 0.2, 0.2], [0.2, 0.99, 0.2]], profile)
+    assert "profile" == refused.value.check
+    assert [1, 1] == refused.value.body()["position"]

@@ -3,15 +3,16 @@
     GET    /invguard/admin/blocks              -> {"blocks": [{principal, until, reason}]}
     DELETE /invguard/admin/blocks/<principal>  -> {"cleared": true|false}
 
-Only keys listed in the policy's ``admin_keys`` (or INVGUARD_ADMIN_KEYS) may
-call them; with no admin key configured the paths do not exist (404).
+Only admin keys may call them: the policy's ``admin_keys``, the
+``admin_keys`` section of its key file, or INVGUARD_ADMIN_KEYS; with no
+admin key configured the paths do not exist (404).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,6 +23,7 @@ from ..errors import Forbidden, GuardRejection, PolicyError, Unauthenticated
 from ..keys import KeyRing
 from ..monitor import Monitor
 from ..policy import Policy
+from ..policy.loading import format_validation_error, read_document
 from ..policy.model import AdminKey
 
 ADMIN_PREFIX = "/invguard/admin/blocks"
@@ -30,8 +32,10 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def load_admin_keys(policy: Policy, environ: Any = None) -> list[AdminKey]:
+    """The policy's ``admin_keys``, the ``admin_keys`` section of its key file
+    (``keys_from.file``: what ``invguard keygen --admin`` writes) and INVGUARD_ADMIN_KEYS."""
     environ = os.environ if environ is None else environ
-    keys = list(policy.admin_keys)
+    keys = [*policy.admin_keys, *_key_file_admin_keys(policy)]
     raw = environ.get(ADMIN_KEYS_ENV)
     if raw:
         try:
@@ -39,6 +43,20 @@ def load_admin_keys(policy: Policy, environ: Any = None) -> list[AdminKey]:
         except ValidationError as exc:
             raise PolicyError(f"environment variable {ADMIN_KEYS_ENV}: {exc}") from None
     return keys
+
+
+def _key_file_admin_keys(policy: Policy) -> list[AdminKey]:
+    if policy.keys_from.file is None:
+        return []
+    path = policy.resolve(policy.keys_from.file)
+    if not path.exists():
+        return []
+    data = read_document(path)
+    entries = data.get("admin_keys") if isinstance(data, Mapping) else None
+    try:
+        return TypeAdapter(list[AdminKey]).validate_python(entries or [])
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(exc, f"key file {path}, admin_keys")) from None
 
 
 class AdminEndpoints:

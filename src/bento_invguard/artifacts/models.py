@@ -21,7 +21,7 @@ def stored_model(ref: ModelRef) -> Any:
     from bentoml.exceptions import BentoMLException, NotFound
 
     if isinstance(ref, bentoml.Model):
-        return ref
+        return _saved_or_in_creation(ref)
     if isinstance(ref, bentoml.models.BentoModel):
         model = ref.stored
         if model is None:
@@ -38,6 +38,28 @@ def stored_model(ref: ModelRef) -> Any:
         "expected a model tag, a bentoml.models.BentoModel or a bentoml Model, "
         f"got {type(ref).__name__}"
     )
+
+
+def _saved_or_in_creation(model: Any) -> Any:
+    """The model as stored, once ``bentoml.models.create()`` has saved it.
+
+    The object that ``create()`` yields keeps the path of its temporary
+    folder after the block, when BentoML has moved the files into the store:
+    anything written there would never reach the stored model.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        saved = bentoml.models.get(model.tag)
+    except NotFound:
+        if in_creation(model) and Path(model.path).is_dir():
+            return model
+        raise GuardConfigError(
+            f"model {str(model.tag)!r} is not in the local model store (its folder "
+            f"{model.path} is gone); save it with bentoml.models.create() first"
+        ) from None
+    return saved
 
 
 def in_creation(model: Any) -> bool:

@@ -57,7 +57,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=".npz with x (rows) and y (labels): public data, not the model's training data; "
         "trains the judge and gives the attacker's pool",
     )
-    parser.add_argument("--out", type=Path, default=None, help="folder for report.json and PNG")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for ATTACK.json and ATTACK.png"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--field", default="x", help="input field of the request (default: x)")
     parser.add_argument(
@@ -130,8 +132,9 @@ def run_attack(args: argparse.Namespace) -> int:
                 path, result.reconstructions, shape=image_shape, low=plan.low, high=plan.high
             )
             report["image"] = str(path)
-        report["report_file"] = str(out / "report.json")
-        write_json(out / "report.json", report)
+        report_file = out / f"{plan.attack}.json"  # beside {attack}.png: one per attack
+        report["report_file"] = str(report_file)
+        write_json(report_file, report)
     print(json.dumps(report, indent=1) if args.json else render(report))
     return _exit_code(report, args.fail_above)
 

@@ -12,7 +12,7 @@ from .audit_controls import Control, controls
 from .audit_findings import Finding, findings
 from .audit_risk import RiskSummary, risk_summary
 from .audit_target import AuditedApi, AuditTarget, load_target
-from .errors import EXIT_OK, EXIT_PROBLEMS
+from .errors import EXIT_OK, EXIT_PROBLEMS, CliError
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,30 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=Path("."),
         help="folder to import the service from (default: the current folder)",
     )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="how many classes the model scores: a top_k tier with k at or above it "
+        "shows every score and is reported so",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = audit(load_target(args.target, args.working_dir.resolve()))
+    if args.classes is not None and args.classes < 2:
+        raise CliError(f"--classes: {args.classes}; a classifier has at least 2 classes")
+    report = audit(load_target(args.target, args.working_dir.resolve()), classes=args.classes)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_text(report))
     return EXIT_PROBLEMS if report.has_high else EXIT_OK
 
 
-def audit(target: AuditTarget) -> AuditReport:
+def audit(target: AuditTarget, classes: int | None = None) -> AuditReport:
     return AuditReport(
         target=target,
         controls={api.name: controls(api) for api in target.apis},
-        findings=findings(target.apis),
+        findings=findings(target.apis, classes),
         risk=risk_summary(target.apis),
     )
 

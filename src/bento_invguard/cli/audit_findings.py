@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..policy import Policy, Tier
+from ..view.setup import view_thresholds
 from .audit_controls import ALL_SCORES, callers, endpoint_limit, keys_per_tier
 from .audit_target import AuditedApi
 from .describe import monitor_status, rate_limits_available, tier_rate_limit
@@ -25,11 +26,14 @@ class Finding:
     apis: tuple[str, ...]
 
 
-def findings(apis: Iterable[AuditedApi]) -> list[Finding]:
-    """Every finding, the same one on several APIs merged, most severe first."""
+def findings(apis: Iterable[AuditedApi], classes: int | None = None) -> list[Finding]:
+    """Every finding, the same one on several APIs merged, most severe first.
+
+    ``classes``: how many classes the model scores, when known (``--classes``).
+    """
     merged: dict[tuple[Severity, str, str], list[str]] = {}
     for api in apis:
-        for severity, control, message in _api_findings(api):
+        for severity, control, message in _api_findings(api, classes):
             merged.setdefault((severity, control, message), []).append(api.name)
     found = [Finding(s, c, m, tuple(names)) for (s, c, m), names in merged.items()]
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
@@ -47,8 +51,19 @@ def has_budget(limit: str | None) -> bool:
         return False
 
 
-def _api_findings(api: AuditedApi) -> Iterable[tuple[Severity, str, str]]:
+def _api_findings(api: AuditedApi, classes: int | None) -> Iterable[tuple[Severity, str, str]]:
     policy = api.policy
+    if api.guarded_by == "skip":
+        yield (
+            "low",
+            "access control",
+            (
+                "left unguarded (protect skip): a key of any tier is required unless its path "
+                "is open, and no other control applies; skip only APIs that serve no model output"
+            ),
+        )
+        return
+    yield from _output_findings(api)
     if policy is None:
         yield (
             "high",
@@ -67,11 +82,39 @@ def _api_findings(api: AuditedApi) -> Iterable[tuple[Severity, str, str]]:
         )
     yield from _access_findings(api, policy)
     for name, tier in callers(api).items():
+        if tier.output == "top_k" and classes is not None and tier.k >= classes:
+            yield (
+                "moderate",
+                "output truncation",
+                (
+                    f"tier {name!r} has top_k with k={tier.k} for {classes} classes: every "
+                    f"class's score is shown (to {tier.decimals} decimals), as with output: "
+                    f"rounded; use a k below {classes}, or output: label"
+                ),
+            )
+            tier = tier.model_copy(update={"output": "rounded"})
         yield from _tier_findings(api, policy, name, tier)
     yield from _input_findings(policy)
     status, _ = monitor_status(policy)
     if status != "on":
         yield "moderate", "monitoring", f"no detection of probing query patterns ({status})"
+
+
+def _output_findings(api: AuditedApi) -> Iterable[tuple[Severity, str, str]]:
+    contract = api.output_contract
+    if contract == "unknown":
+        if api.policy is not None:
+            yield (
+                "low",
+                "output truncation",
+                (
+                    "the return annotation does not say the API returns (n, classes) scores: "
+                    "an output that does not is refused at its first call (annotate "
+                    "-> np.ndarray, or a pydantic model with its scores_field)"
+                ),
+            )
+    elif contract != "scores":
+        yield "high", "output truncation", contract
 
 
 def _access_findings(api: AuditedApi, policy: Policy) -> Iterable[tuple[Severity, str, str]]:
@@ -146,10 +189,18 @@ def _input_findings(policy: Policy) -> Iterable[tuple[Severity, str, str]]:
             "moderate",
             "input validation",
             (
-                "no reference profile: synthetic and out-of-distribution probes are accepted "
+                "no reference profile: synthetic and out-of-distribution probes are accepted, "
+                "and the shared view's radius is not calibrated on the data "
                 "(invguard profile fit)"
             ),
         )
+        if policy.monitor.enabled and view_thresholds(policy, None) is None:
+            yield (
+                "high",
+                "monitor",
+                "the shared view is off (no profile, no input range and shape, no "
+                "monitor.view.radius): probing spread over many keys is not caught",
+            )
     if spec.min is None and spec.max is None:
         yield "moderate", "input validation", "no input range (input.min / input.max)"
     elif spec.min is None or spec.max is None:

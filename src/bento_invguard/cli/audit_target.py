@@ -23,7 +23,9 @@ class AuditedApi:
     policy: Policy | None
     profile: Profile | None
     middleware: bool  # GuardMiddleware authenticates before the body is read
-    guarded_by: str  # "protect", "guard", "none" or "policy file"
+    guarded_by: str  # "protect", "guard", "skip" (left unguarded by protect), "none", "policy file"
+    #: "scores", "unknown" (checked at the first call) or what breaks the output contract.
+    output_contract: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,19 @@ def _service_target(spec: str, working_dir: Path) -> AuditTarget:
 
     routes = {name: path for path, name in api_routes(service).items()}
     behind_middleware: set[str] = set()
+    protected = False
     for cls, options in service.middlewares:
         if cls is GuardMiddleware:
+            protected = True
             behind_middleware.update(options.get("routes", {}).values())
     apis = []
     for name, method in service.apis.items():
         pipeline: Any = getattr(method.func, GUARD_ATTR, None)
         middleware = name in behind_middleware
+        if pipeline is None:
+            guarded_by = "skip" if protected else "none"
+        else:
+            guarded_by = "protect" if middleware else "guard"
         apis.append(
             AuditedApi(
                 name=name,
@@ -85,7 +93,8 @@ def _service_target(spec: str, working_dir: Path) -> AuditTarget:
                 policy=None if pipeline is None else pipeline.policy,
                 profile=None if pipeline is None else pipeline.validator.profile,
                 middleware=middleware,
-                guarded_by="none" if pipeline is None else ("protect" if middleware else "guard"),
+                guarded_by=guarded_by,
+                output_contract=_output_contract(name, method.func, pipeline),
             )
         )
     return AuditTarget(
@@ -94,6 +103,17 @@ def _service_target(spec: str, working_dir: Path) -> AuditTarget:
         apis=tuple(apis),
         dependencies=tuple(sorted(service.dependencies)),
     )
+
+
+def _output_contract(name: str, func: Any, pipeline: Any) -> str:
+    """What the API's return annotation says of the output contract (see AuditedApi)."""
+    from ..hardening.contract import check_output_annotation
+
+    field = None if pipeline is None else pipeline.hardener.scores_field
+    try:
+        return check_output_annotation(func, name, field)
+    except GuardConfigError as exc:
+        return str(exc)
 
 
 def _load_service(spec: str, working_dir: Path) -> Any:

@@ -14,13 +14,20 @@ from ..errors import PolicyError
 from ..keys import generate_key, hash_key
 from ..policy import KeyEntry
 from ..policy.loading import format_validation_error, read_document
+from ..policy.model import AdminKey
 from .errors import CliError
 
 _ENTRIES = TypeAdapter(list[KeyEntry])
+_ADMIN_ENTRIES = TypeAdapter(list[AdminKey])
+
+#: What keygen and init call an admin key's tier: it calls the admin endpoints only.
+ADMIN = "admin"
 
 KEY_FILE_HEADER = (
     "# API keys, stored as SHA-256 digests only: the keys themselves are never written.\n"
     "# Add one with: invguard keygen --tier <tier> --id <name> --keys-file <this file>\n"
+    "# admin_keys may call /invguard/admin/blocks (list and clear monitor blocks) only;\n"
+    "# add one with: invguard keygen --admin --id <name> --keys-file <this file>\n"
 )
 
 
@@ -40,10 +47,32 @@ def read_key_file(path: Path) -> list[KeyEntry]:
         raise CliError(format_validation_error(exc, f"key file {path}")) from None
 
 
-def write_key_file(path: Path, entries: Iterable[KeyEntry]) -> None:
-    """Write ``entries`` atomically, keeping the comment lines at the top of the file."""
+def read_admin_keys(path: Path) -> list[AdminKey]:
+    """The ``admin_keys`` section of a key file (keys for /invguard/admin/blocks)."""
+    if not path.exists():
+        return []
+    try:
+        data = read_document(path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+    admin = data.get("admin_keys") if isinstance(data, Mapping) else None
+    try:
+        return _ADMIN_ENTRIES.validate_python(admin or [])
+    except ValidationError as exc:
+        raise CliError(format_validation_error(exc, f"key file {path}, admin_keys")) from None
+
+
+def write_key_file(
+    path: Path, entries: Iterable[KeyEntry], admin: Iterable[AdminKey] | None = None
+) -> None:
+    """Write ``entries`` (and ``admin`` keys; None keeps the file's) atomically,
+    keeping the comment lines at the top of the file."""
     header = _leading_comments(path) or KEY_FILE_HEADER
-    body = yaml.safe_dump({"keys": [e.model_dump() for e in entries]}, sort_keys=False)
+    admin_keys = read_admin_keys(path) if admin is None else list(admin)
+    document: dict[str, object] = {"keys": [e.model_dump() for e in entries]}
+    if admin_keys:
+        document["admin_keys"] = [{"id": k.id, "sha256": k.sha256} for k in admin_keys]
+    body = yaml.safe_dump(document, sort_keys=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
@@ -54,6 +83,12 @@ def write_key_file(path: Path, entries: Iterable[KeyEntry]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def new_admin_key(key_id: str) -> tuple[str, AdminKey]:
+    """A fresh raw admin key and the entry that stores its digest."""
+    key, entry = new_key(key_id, ADMIN)
+    return key, AdminKey(id=entry.id, sha256=entry.sha256)
 
 
 def new_key(key_id: str, tier: str) -> tuple[str, KeyEntry]:

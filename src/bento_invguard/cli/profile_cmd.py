@@ -55,6 +55,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="bounds only: no check of a row's distance to the data",
     )
+    fit.add_argument(
+        "--target-fpr",
+        type=float,
+        default=1e-4,
+        help="benign false positives per query the checks may make, as the policy's "
+        "monitor.target_false_positive_rate (default: 1e-4): half to the distance limit, "
+        "half to the shared view",
+    )
+    fit.add_argument(
+        "--view-size",
+        type=int,
+        default=100_000,
+        help="queries the shared view keeps, as the policy's monitor.view.size (default: 100000)",
+    )
     fit.set_defaults(handler=run)
 
 
@@ -65,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--max-outside must be >= 0")
     if args.components is not None and args.components < 1:
         raise CliError("--components must be >= 1")
+    if not 0 < args.target_fpr < 0.5:
+        raise CliError("--target-fpr must be between 0 and 0.5")
+    if args.view_size < 64:
+        raise CliError("--view-size must be >= 64")
     data = load_rows(args.data)
     try:
         profile = Profile.fit(
@@ -73,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             max_outside=args.max_outside,
             distance=not args.no_distance,
             n_components=args.components,
+            target_false_positive_rate=args.target_fpr / 2,
         )
     except ValueError as exc:
         raise CliError(f"{args.data}: {exc}") from None
@@ -89,7 +108,35 @@ def run(args: argparse.Namespace) -> int:
         f"fitted on {profile.n_samples} rows of shape {tuple(profile.feature_shape)}, "
         f"max_outside {profile.max_outside}, {distance}; saved to {args.output}"
     )
+    for line in expected_rates(profile, args.target_fpr, args.view_size):
+        print(line)
     return EXIT_OK
+
+
+def expected_rates(profile: Profile, target: float, view_size: int) -> list[str]:
+    """What the calibrated checks are expected to catch of natural queries, and what the
+    held-out reference rows showed."""
+    calibration = profile.calibration
+    if calibration is None:
+        return ["no calibration: too few rows to hold some out"]
+    lines = [f"expected false positives per query, for a target of {target:g}:"]
+    tail = calibration.distance
+    if tail is not None and profile.distance_limit is not None:
+        above = tail.held_out_above(profile.distance_limit)
+        lines.append(
+            f"  distance limit {profile.distance_limit:.2f}: {target / 2:g} "
+            f"({above} of {tail.rows} held-out rows beyond it)"
+        )
+    neighbours = calibration.neighbours
+    if neighbours is not None:
+        found = neighbours.thresholds(target / 2, view_size)
+        within = neighbours.held_out_within(found)
+        lines.append(
+            f"  shared view of {view_size} queries: radius {found.radius:.3g}, cluster size "
+            f"{found.cluster_size}: {target / 2:g} ({within} of {neighbours.holdout_rows} "
+            f"held-out rows with {found.cluster_size} neighbours within it)"
+        )
+    return lines
 
 
 def load_rows(path: Path) -> np.ndarray:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from ..context import QueryContext
 from ..errors import GuardConfigError
 from ..policy import Tier
+from .contract import EXPECTED
 from .truncation import truncate_for_tier
 
 
@@ -18,74 +19,91 @@ class OutputHardener:
     """Applies the caller's tier to an API's output, keeping its type and shape.
 
     Scores are the output itself (ndarray or nested list), or the field
-    ``scores_field`` of a dict or pydantic model.
+    ``scores_field`` of a dict or pydantic model, of shape ``(n, classes)``
+    with one row per input row. Anything else (class labels, a 1-D array, a
+    row count that differs from the input's) is a :class:`GuardConfigError`
+    that names ``api``: the scores could not be truncated for the tier.
     """
 
-    def __init__(self, scores_field: str | None = None) -> None:
+    def __init__(self, scores_field: str | None = None, *, api: str = "?") -> None:
         self.scores_field = scores_field
+        self.api = api
 
     def __call__(
-        self, ctx: QueryContext, output: Any, tier: Tier, silenced: dict[int, int] | None = None
+        self,
+        ctx: QueryContext,
+        output: Any,
+        tier: Tier,
+        *,
+        rows: int = 0,
+        silenced: dict[int, int] | None = None,
     ) -> Any:
-        """``silenced``: rows answered as a one-hot at the given class instead of their own
-        scores (the shared view's silent answers)."""
+        """``rows``: the input's row count, which the scores must have (0: any, as for
+        one item of a stream). ``silenced``: rows answered as a one-hot at the given
+        class instead of their own scores (the shared view's silent answers)."""
         ctx.output_mode = tier.output
         if self.scores_field is None:
-            return _harden_scores(ctx, output, tier, silenced)
+            return self._harden_scores(ctx, output, tier, rows, silenced)
         field = self.scores_field
         if isinstance(output, BaseModel):
             scores = getattr(output, field, None)
             if scores is None:
-                raise _missing_field(output, field)
-            return output.model_copy(update={field: _harden_scores(ctx, scores, tier, silenced)})
+                raise self._missing_field(output, field)
+            hardened = self._harden_scores(ctx, scores, tier, rows, silenced)
+            return output.model_copy(update={field: hardened})
         if isinstance(output, Mapping):
             if field not in output:
-                raise _missing_field(output, field)
-            return {**output, field: _harden_scores(ctx, output[field], tier, silenced)}
+                raise self._missing_field(output, field)
+            return {**output, field: self._harden_scores(ctx, output[field], tier, rows, silenced)}
         raise GuardConfigError(
-            f"scores_field={field!r} is set but the API returned {type(output).__name__}, "
-            "not a dict or pydantic model"
+            f"API {self.api!r}: scores_field={field!r} is set but the API returned "
+            f"{type(output).__name__}, not a dict or pydantic model"
         )
 
+    def _harden_scores(
+        self,
+        ctx: QueryContext,
+        scores: Any,
+        tier: Tier,
+        rows: int,
+        silenced: dict[int, int] | None,
+    ) -> Any:
+        if isinstance(scores, np.ndarray):
+            return _truncate(ctx, self._checked(scores, rows), tier, silenced)
+        if isinstance(scores, (list, tuple)):
+            checked = self._checked(np.asarray(scores), rows)
+            return _truncate(ctx, checked, tier, silenced).tolist()
+        raise GuardConfigError(f"API {self.api!r} returned {type(scores).__name__}; {EXPECTED}")
 
-def _harden_scores(
-    ctx: QueryContext, scores: Any, tier: Tier, silenced: dict[int, int] | None
-) -> Any:
-    if isinstance(scores, np.ndarray):
-        return _truncate(ctx, _numeric(scores), tier, silenced)
-    if isinstance(scores, (list, tuple)):
-        return _truncate(ctx, _numeric(np.asarray(scores)), tier, silenced).tolist()
-    raise GuardConfigError(
-        f"cannot truncate an output of type {type(scores).__name__}: return an ndarray "
-        "of scores (n, classes), or set scores_field to the field that holds them"
-    )
+    def _checked(self, scores: np.ndarray, rows: int) -> np.ndarray:
+        shape = tuple(scores.shape)
+        if scores.dtype.kind not in "fiu":
+            problem = f"an array of {scores.dtype} values"
+        elif scores.ndim != 2 or shape[1] == 0:
+            labels = " (one value per row: class labels?)" if scores.ndim == 1 else ""
+            problem = f"an array of shape {shape}{labels}"
+        elif rows and shape[0] != rows:
+            problem = f"{shape[0]} rows of scores for {rows} input rows"
+        else:
+            return scores
+        raise GuardConfigError(f"API {self.api!r} returned {problem}; {EXPECTED}")
+
+    def _missing_field(self, output: Any, field: str) -> GuardConfigError:
+        return GuardConfigError(
+            f"API {self.api!r}: scores_field={field!r} not found in the "
+            f"{type(output).__name__} output"
+        )
 
 
 def _truncate(
     ctx: QueryContext, scores: np.ndarray, tier: Tier, silenced: dict[int, int] | None
 ) -> np.ndarray:
-    ctx.scores = scores[np.newaxis, :] if scores.ndim == 1 else scores
-    if silenced:
-        shown = np.array(ctx.scores, dtype=np.float64)
+    ctx.scores = scores
+    if silenced:  # the model's scores stay on ctx; the answer shows the cluster's class
+        scores = np.array(scores, dtype=np.float64)
         for row, label in silenced.items():
-            if 0 <= label < shown.shape[1]:
-                shown[row] = 0.0
-                shown[row, label] = 1.0
-        scores = shown if scores.ndim == 2 else shown[0]
+            if 0 <= label < scores.shape[1]:
+                scores[row] = 0.0
+                scores[row, label] = 1.0
     truncated, ctx.predicted = truncate_for_tier(scores, tier)
     return truncated
-
-
-def _numeric(scores: np.ndarray) -> np.ndarray:
-    if scores.dtype.kind not in "fiu" or scores.ndim not in (1, 2):
-        raise GuardConfigError(
-            f"the model returned an array of dtype {scores.dtype} and shape {scores.shape}; "
-            "the guard needs numeric scores of shape (n, classes)"
-        )
-    return scores
-
-
-def _missing_field(output: Any, field: str) -> GuardConfigError:
-    return GuardConfigError(
-        f"scores_field={field!r} not found in the {type(output).__name__} output"
-    )

@@ -16,7 +16,9 @@ _MISSING = object()
 class InputLocator:
     """Picks the input argument once at decoration time; fetching it is an index."""
 
-    def __init__(self, func: Callable[..., Any], argument: str | None = None) -> None:
+    def __init__(
+        self, func: Callable[..., Any], argument: str | None = None, *, api: str | None = None
+    ) -> None:
         params = list(inspect.signature(func).parameters.values())
         if params and params[0].name == "self":
             params = params[1:]
@@ -28,7 +30,7 @@ class InputLocator:
         ]
         name, _, dotted = (argument or "").partition(".")
         if not name:
-            name = _default_argument(func, candidates)
+            name = _default_argument(func, candidates, api or func.__name__)
         names = [p.name for p in candidates]
         if name not in names:
             raise GuardConfigError(
@@ -54,9 +56,15 @@ class InputLocator:
         return value
 
 
-def _default_argument(func: Callable[..., Any], candidates: list[inspect.Parameter]) -> str:
+def _default_argument(
+    func: Callable[..., Any], candidates: list[inspect.Parameter], api: str
+) -> str:
     if not candidates:
-        raise GuardConfigError(f"{func.__qualname__}: a guarded API needs an input argument")
+        raise GuardConfigError(
+            f"API {api!r} ({func.__qualname__}) has no input argument, so there is nothing "
+            f"to guard; leave it unguarded with protect(..., skip=[{api!r}]) (it still "
+            "needs a key unless its path is in open_paths)"
+        )
     try:
         hints = typing.get_type_hints(func)
     except Exception:  # unresolved forward references: fall back to the text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import os
@@ -11,13 +12,15 @@ from typing import Any, TypeVar
 
 from ..context import QueryContext
 from ..errors import GuardConfigError, GuardRejection, InvalidInput
+from ..hardening import OutputHardener
+from ..hardening.contract import check_output_annotation
 from ..policy import Policy
 from ..telemetry import ExplainHook, TelemetryOptions
 from .arguments import InputLocator
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
-from .unsupported import refuse_unsupported
+from .unsupported import misconfigured, refuse_unsupported
 
 F = TypeVar("F", bound=Callable[..., Any])
 GUARD_ATTR = "__invguard_pipeline__"
@@ -60,18 +63,37 @@ def guard(
     return _guard_with(pipeline, input_arg)
 
 
+#: The scores field of the pipeline's own hardener (the policy's or protect()'s).
+SHARED_FIELD: Any = object()
+
+
 def is_guarded(func: Callable[..., Any]) -> bool:
     return getattr(func, GUARD_ATTR, None) is not None
 
 
-def _guard_with(pipeline: GuardPipeline, input_arg: str | None) -> Callable[[F], F]:
+def _guard_with(
+    pipeline: GuardPipeline,
+    input_arg: str | None,
+    *,
+    api: str | None = None,
+    scores_field: str | None = SHARED_FIELD,
+) -> Callable[[F], F]:
+    """Wrap one API method; its output contract is checked here where the return
+    annotation tells. ``api``: the API's name (default: the method's)."""
+
     def decorate(func: F) -> F:
         if not callable(func) or type(func).__name__ == "APIMethod":
             raise GuardConfigError(
                 "@guard must be placed under @bentoml.api (it wraps the plain method)"
             )
-        locate = InputLocator(func, input_arg or pipeline.policy.input.argument)
-        wrapper = _wrap(func, pipeline, locate, func.__name__)
+        name = api or func.__name__
+        field = pipeline.hardener.scores_field if scores_field is SHARED_FIELD else scores_field
+        check_output_annotation(func, name, field)
+        locate = InputLocator(func, input_arg or pipeline.policy.input.argument, api=name)
+        # The API's own view of the pipeline: the same controls and state, its own output.
+        own = copy.copy(pipeline)
+        own.hardener = OutputHardener(field, api=name)
+        wrapper = _wrap(func, own, locate, func.__name__)
         setattr(wrapper, GUARD_ATTR, pipeline)
         # BentoML 1.4 takes inspect.signature() of the API function on every call;
         # a stored signature (the function's own) saves it rebuilding one each time.
@@ -107,6 +129,12 @@ def _wrap(
         pipeline.admit(ctx, locate(args, kwargs))
         await pipeline.spend_rows(ctx)
 
+    def harden_item(ctx: QueryContext, item: Any) -> Any:
+        try:
+            return pipeline.harden_item(ctx, item)
+        except GuardConfigError as exc:  # the middleware answers with the rejection
+            raise misconfigured(ctx, endpoint, exc) from None
+
     if inspect.isasyncgenfunction(func):
 
         @functools.wraps(func)
@@ -116,7 +144,7 @@ def _wrap(
                 await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
                 await pipeline.judge(ctx)
                 async for item in func(*args, **kwargs):
-                    yield pipeline.harden_item(ctx, item)
+                    yield harden_item(ctx, item)
 
         return agen_wrapper
 
@@ -129,7 +157,7 @@ def _wrap(
                 admit_sync(ctx, args, kwargs)
                 pipeline.judge_from_thread(ctx)
                 for item in func(*args, **kwargs):
-                    yield pipeline.harden_item(ctx, item)
+                    yield harden_item(ctx, item)
 
         return gen_wrapper
 
@@ -150,6 +178,8 @@ def _wrap(
                     return await pipeline.harden_async(ctx, output, judgement)
                 except GuardRejection as rejection:
                     return pipeline.refuse(ctx, rejection)
+                except GuardConfigError as exc:
+                    return pipeline.refuse(ctx, misconfigured(ctx, endpoint, exc))
 
         return async_wrapper
 
@@ -167,6 +197,8 @@ def _wrap(
                 return pipeline.harden(ctx, func(*args, **kwargs), judgement)
             except GuardRejection as rejection:
                 return pipeline.refuse(ctx, rejection)
+            except GuardConfigError as exc:
+                return pipeline.refuse(ctx, misconfigured(ctx, endpoint, exc))
 
     return sync_wrapper
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..view.setup import open_shared_view
 from .bentoml_request import current_bentoml_request
 
 LABEL_ONLY = Tier(output="label")
+logger = logging.getLogger("bento_invguard")
 
 
 class GuardPipeline:
@@ -59,6 +61,12 @@ class GuardPipeline:
         rate = policy.monitor.target_false_positive_rate / 2  # the other half: the view's
         if policy.input.profile is not None:
             profile = Profile.load(policy.resolve(policy.input.profile)).calibrated(rate)
+        elif policy.monitor.enabled:
+            logger.warning(
+                "bento_invguard: no reference profile (input.profile): off-data probes "
+                "(noise, synthetic inputs) are not refused, and the shared view's radius is "
+                "not calibrated on the data; fit one with `invguard profile fit`"
+            )
         self.validator = InputValidator(policy.input, profile)
         self.hardener = OutputHardener(scores_field or policy.scores_field)
         version = model_version or (lambda: "default")
@@ -232,14 +240,14 @@ class GuardPipeline:
         self, ctx: QueryContext, output: Any, judgement: Judgement | None
     ) -> tuple[Any, Any]:
         """The tier's answer, with silent answers for probing rows: (hardened, answers)."""
-        hardened = self._truncate(ctx, output)
+        hardened = self._truncate(ctx, output, ctx.rows)
         if judgement is None or ctx.predicted is None:
             return hardened, None
         answers = judgement.answers(ctx.predicted, self.silent)
         silenced = {i: int(a) & CLASS for i, a in enumerate(answers.tolist()) if a & SILENT}
         if silenced:
             ctx.decide("view", "silent", f"{len(silenced)} rows answered silently")
-            hardened = self._truncate(ctx, output, silenced)
+            hardened = self._truncate(ctx, output, ctx.rows, silenced)
         return hardened, answers
 
     async def _after(self, ctx: QueryContext, judgement: Judgement | None, answers: Any) -> None:
@@ -259,25 +267,25 @@ class GuardPipeline:
             self._view_failed(ctx, exc)
 
     def _truncate(
-        self, ctx: QueryContext, output: Any, silenced: dict[int, int] | None = None
+        self, ctx: QueryContext, output: Any, rows: int, silenced: dict[int, int] | None = None
     ) -> Any:
         if ctx.tier is None:  # cannot happen after open(); fail closed all the same
             raise Unauthenticated("no tier for this query")
-        return self.hardener(ctx, output, ctx.tier, silenced)
+        return self.hardener(ctx, output, ctx.tier, rows=rows, silenced=silenced)
 
     def _degraded(self, ctx: QueryContext, output: Any, hardened: Any, answers: Any = None) -> Any:
         if ctx.degraded and ctx.tier is not None and ctx.tier.output != "label":
             silenced = None
             if answers is not None:
                 silenced = {i: int(a) & CLASS for i, a in enumerate(answers.tolist()) if a & SILENT}
-            return self.hardener(ctx, output, LABEL_ONLY, silenced)
+            return self.hardener(ctx, output, LABEL_ONLY, rows=ctx.rows, silenced=silenced)
         return hardened
 
     def harden_item(self, ctx: QueryContext, item: Any) -> Any:
         """Harden one streamed item if it holds scores; pass other items (text) through."""
         if isinstance(item, (str, bytes)):
             return item
-        return self._degraded(ctx, item, self._truncate(ctx, item))
+        return self._degraded(ctx, item, self._truncate(ctx, item, 0))
 
     @staticmethod
     def refuse(ctx: QueryContext | None, rejection: GuardRejection) -> Any:

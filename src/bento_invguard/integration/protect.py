@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ..access import GuardMiddleware
 from ..errors import GuardConfigError
 from ..policy import Policy
 from ..telemetry import ExplainHook, TelemetryOptions
-from .guard import GUARD_ATTR, _guard_with
+from .guard import GUARD_ATTR, SHARED_FIELD, _guard_with
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
@@ -27,6 +27,8 @@ def protect(
     *,
     input_arg: str | None = None,
     scores_field: str | None = None,
+    apis: Mapping[str, Mapping[str, Any]] | None = None,
+    skip: Iterable[str] = (),
     open_paths: Iterable[str] = (),
     policy_from: Any = None,
     tracer_provider: Any = None,
@@ -36,8 +38,20 @@ def protect(
 ) -> Callable[[S], S]:
     """Guard every API of a BentoML service; place it above ``@bentoml.service``.
 
-    APIs already decorated with :func:`guard` keep their own options. The
-    service also gets :class:`GuardMiddleware`, which authenticates, gates
+    ``input_arg`` and ``scores_field`` apply to every API; ``apis`` sets them
+    for one API (``apis={"predict_dict": {"scores_field": "scores"}}``; a
+    ``None`` scores field there means the API returns the scores array
+    itself). APIs already decorated with :func:`guard` keep their own options.
+    Each API's output contract is checked at startup where its return
+    annotation tells (an ndarray; a dict or pydantic model with its
+    ``scores_field``), otherwise at the first call.
+
+    ``skip`` names APIs left unguarded (an ``info()`` with no input, say): no
+    validation, rate limit, monitor or truncation, but the middleware still
+    requires a valid key of any tier to call them (fail closed) unless their
+    path is in ``open_paths``, which lists paths open to everyone.
+
+    The service also gets :class:`GuardMiddleware`, which authenticates, gates
     endpoints by tier, refuses pickle and caps the body before it is read,
     and at startup puts a header screen in front of BentoML's own middleware
     (400 ``invalid_header`` for header bytes that it would fail to decode; see
@@ -65,6 +79,8 @@ def protect(
     caller = sys._getframe(1).f_globals.get("__file__")
     resolved = resolve_policy(policy, caller, policy_from=policy_from)
     extra_open = tuple(open_paths)
+    skipped = frozenset(skip)
+    per_api = {name: _api_options(name, options) for name, options in (apis or {}).items()}
 
     def decorate(service: S) -> S:
         _require_service(service)
@@ -84,14 +100,24 @@ def protect(
             model_version=model_version_of(svc),
             telemetry=telemetry,
         )
+        _check_api_names(svc, skipped, per_api)
         for name, method in svc.apis.items():
+            if name in skipped:
+                continue
             refuse_unsupported(name, method)
             if getattr(method.func, GUARD_ATTR, None) is None:
-                method.func = _guard_with(pipeline, input_arg)(method.func)
+                options = per_api.get(name, {})
+                method.func = _guard_with(
+                    pipeline,
+                    options.get("input_arg", input_arg),
+                    api=name,
+                    scores_field=options.get("scores_field", SHARED_FIELD),
+                )(method.func)
+        routes = {path: name for path, name in api_routes(svc).items() if name not in skipped}
         svc.add_asgi_middleware(
             GuardMiddleware,
             policy=resolved,
-            routes=api_routes(svc),
+            routes=routes,
             open_paths=(*extra_open, *_service_open_paths(svc)),
             access=pipeline.access,
             limiter=pipeline.limiter,
@@ -103,6 +129,39 @@ def protect(
         return service
 
     return decorate
+
+
+API_OPTIONS = frozenset({"input_arg", "scores_field"})
+
+
+def _api_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - API_OPTIONS)
+    if unknown:
+        raise GuardConfigError(
+            f"protect(apis={{{name!r}: ...}}): unknown option {unknown[0]!r}; "
+            f"the options of one API are {', '.join(sorted(API_OPTIONS))}"
+        )
+    return dict(options)
+
+
+def _check_api_names(
+    service: Any, skipped: frozenset[str], per_api: Mapping[str, Mapping[str, Any]]
+) -> None:
+    known = set(service.apis)
+    for where, names in (("skip", skipped), ("apis", per_api)):
+        for name in sorted(set(names) - known):
+            raise GuardConfigError(
+                f"protect({where}=...): the service has no API {name!r} "
+                f"(its APIs: {', '.join(sorted(known)) or 'none'})"
+            )
+    for name in sorted(skipped & set(per_api)):
+        raise GuardConfigError(f"protect(): API {name!r} is both in skip and in apis")
+    for name in sorted(skipped | set(per_api)):
+        if getattr(service.apis[name].func, GUARD_ATTR, None) is not None:
+            raise GuardConfigError(
+                f"protect(): API {name!r} has its own @guard; drop it from skip / apis, "
+                "or drop its @guard"
+            )
 
 
 def _warn_per_worker_state(service: Any, policy: Policy) -> None:

@@ -75,8 +75,7 @@ class Monitor:
         return self._store
 
     def key(self, ctx: QueryContext) -> str:
-        who = ctx.principal if ctx.principal else f"anonymous@{ctx.client or '-'}"
-        return self.principal_key(who)
+        return self.principal_key(_principal(ctx))
 
     def principal_key(self, principal: str) -> str:
         """State key of a principal under the current model version."""
@@ -154,7 +153,7 @@ class Monitor:
             seconds = self.settings.block_seconds
             try:
                 await self._bounded(self.store.block(key, seconds, why))
-                self._blocked(key, seconds, why)
+                self._blocked(key, _principal(ctx), seconds, why)
             except Exception as exc:
                 (self._storage_failed if refuse else self._refusal_storage_failed)(ctx, exc)
             if not refuse:  # a refused request: the block starts with the next one
@@ -170,31 +169,34 @@ class Monitor:
                 "monitor",
             )
         if actions.degrade and risk >= t.degrade:
-            self._note(key, _DEGRADED, "degraded", risk, why)
+            self._note(key, _principal(ctx), _DEGRADED, "degraded", risk, why)
             ctx.degraded = True
             ctx.decide("monitor", "degrade", f"risk {risk:.2f}: {why}")
         if actions.flag and risk >= t.flag:
-            self._note(key, _FLAGGED, "flagged", risk, why)
+            self._note(key, _principal(ctx), _FLAGGED, "flagged", risk, why)
             ctx.flagged = True
             ctx.decide("monitor", "flag", f"risk {risk:.2f}: {why}")
 
     # ------------------------------------------------------------------ blocks gauge
 
-    def _note(self, key: str, level: int, action: str, risk: float, why: str) -> None:
-        """One WARNING per principal and escalation step (its id, never its key)."""
+    def _note(self, key: str, who: str, level: int, action: str, risk: float, why: str) -> None:
+        """One WARNING per principal and escalation step (its id, never its key; not the
+        state key either, whose model version may hold a colon: ``name:version``)."""
         if self._levels.get(key, 0) >= level:
             return
         self._levels[key] = level
         logger.warning(
             "bento_invguard: principal %r %s (risk %.2f: %s)",
-            key.split(":", 1)[-1],
+            who,
             action,
             risk,
             why,
         )
 
-    def _blocked(self, key: str, seconds: int, why: str) -> None:
-        self._note(key, _BLOCKED, f"blocked for {seconds} s", self.settings.thresholds.block, why)
+    def _blocked(self, key: str, who: str, seconds: int, why: str) -> None:
+        self._note(
+            key, who, _BLOCKED, f"blocked for {seconds} s", self.settings.thresholds.block, why
+        )
         self._levels.pop(key, None)  # after the block, escalating again is news again
         self._blocks_until[key] = self.clock() + seconds
         self._report_blocks()
@@ -249,6 +251,11 @@ class Monitor:
         if self.in_process:
             return await call
         return await asyncio.wait_for(call, self.timeout)
+
+
+def _principal(ctx: QueryContext) -> str:
+    """Who sent the query: its principal's id, else the anonymous client."""
+    return ctx.principal if ctx.principal else f"anonymous@{ctx.client or '-'}"
 
 
 def run_without_io(coro: Coroutine[Any, Any, T]) -> T:

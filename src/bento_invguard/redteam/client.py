@@ -267,13 +267,14 @@ class Oracle:
             return answers
         reason, detail = _reason(response)
         retry_after = _retry_after(response.headers.get("retry-after"))
-        self._record(Exchange(first, n, response.status_code, reason, retry_after, detail, canary))
+        # The counts first: whoever watches the exchange (a progress bar) reads them.
         self.stats.rejected[reason] += n
         at = self.stats.sent  # the refused request's rows included
         if reason == "rate_limited" and self.stats.first_rate_limited_at is None:
             self.stats.first_rate_limited_at = at
         if reason == "blocked" and self.stats.blocked_at is None:
             self.stats.blocked_at = at
+        self._record(Exchange(first, n, response.status_code, reason, retry_after, detail, canary))
         if reason in FATAL_REASONS:
             raise self._halt(Stopped(reason, detail))
         raise Rejected(reason, detail)

@@ -15,7 +15,7 @@ import numpy as np
 from ..context import QueryContext
 from ..errors import InvalidInput
 from ..policy import InputPolicy
-from .profile import Profile
+from .profile import Profile, Violation
 
 _KINDS = {"float": "fiu", "int": "iu", "number": "fiu"}
 
@@ -130,20 +130,26 @@ class InputValidator:
             bad = ~np.isfinite(arr)
             if bad.any():
                 at = tuple(np.argwhere(bad)[0])
-                raise InvalidInput("finite", f"non-finite value {arr[at]} at {_position(at)}")
+                raise InvalidInput(
+                    "finite", f"non-finite value {arr[at]} at {_position(at)}", position=at
+                )
         if spec.min is not None:
             low = arr < spec.min
             if low.any():
                 at = tuple(np.argwhere(low)[0])
                 raise InvalidInput(
-                    "range", f"value {arr[at]} at {_position(at)} is below min {spec.min}"
+                    "range",
+                    f"value {arr[at]} at {_position(at)} is below min {spec.min}",
+                    position=at,
                 )
         if spec.max is not None:
             high = arr > spec.max
             if high.any():
                 at = tuple(np.argwhere(high)[0])
                 raise InvalidInput(
-                    "range", f"value {arr[at]} at {_position(at)} is above max {spec.max}"
+                    "range",
+                    f"value {arr[at]} at {_position(at)} is above max {spec.max}",
+                    position=at,
                 )
 
     def _check_profile(self, arr: np.ndarray) -> None:
@@ -157,7 +163,13 @@ class InputValidator:
                 )
             v = check.first_violation(arr)
             if v is not None:
-                raise InvalidInput("profile", v.detail)
+                raise InvalidInput("profile", v.detail, position=self._violation_at(v))
+
+    def _violation_at(self, v: Violation) -> tuple[int, ...]:
+        """[row] for a row far from the data; [row, *index of the feature] for a bound."""
+        if v.kind == "distance" or v.feature < 0:
+            return (v.row,)
+        return (v.row, *(int(i) for i in np.unravel_index(v.feature, self._profile_shape)))
 
 
 def _describe_dtype(arr: np.ndarray) -> str:

@@ -149,6 +149,9 @@ class DistanceTail(BaseModel):
     scale: float = Field(gt=0)
     share: float = Field(gt=0, lt=1)
     rows: int = Field(ge=1, description="Held-out rows the tail was measured on.")
+    largest: tuple[float, ...] = Field(
+        default=(), description="The largest held-out distances, to check a limit against."
+    )
 
     @classmethod
     def fit(cls, distances: np.ndarray, share: float = 0.1) -> DistanceTail | None:
@@ -156,9 +159,18 @@ class DistanceTail(BaseModel):
         excess = distances[distances > threshold] - threshold
         if len(excess) < 5 or not excess.mean() > 0:
             return None
+        largest = tuple(float(d) for d in np.sort(distances)[::-1][:20])
         return cls(
-            threshold=threshold, scale=float(excess.mean()), share=share, rows=len(distances)
+            threshold=threshold,
+            scale=float(excess.mean()),
+            share=share,
+            rows=len(distances),
+            largest=largest,
         )
+
+    def held_out_above(self, limit: float) -> int:
+        """Held-out rows farther than ``limit`` (counted among the largest kept)."""
+        return sum(d > limit for d in self.largest)
 
     def limit(self, rate: float) -> float:
         """The distance that natural rows exceed at ``rate``."""

@@ -50,6 +50,11 @@ class NeighbourCalibration(BaseModel):
         description="Per cluster size c = 1, 2, ...: the distance to the c-th nearest "
         "reference row that `share` of the held-out rows fall below (fingerprint units)."
     )
+    smallest: tuple[tuple[float, ...], ...] = Field(
+        default=(),
+        description="Per cluster size: the smallest distances of held-out rows to their "
+        "c-th nearest reference row, to check a radius against.",
+    )
 
     @classmethod
     def fit(
@@ -71,7 +76,17 @@ class NeighbourCalibration(BaseModel):
             quantiles=tuple(
                 float(np.quantile(nearest[:, c], SHARE)) for c in range(LARGEST_CLUSTER)
             ),
+            smallest=tuple(
+                tuple(float(d) for d in np.sort(nearest[:, c])[:20]) for c in range(LARGEST_CLUSTER)
+            ),
         )
+
+    def held_out_within(self, thresholds: Thresholds) -> int:
+        """Held-out rows with ``cluster_size`` reference rows within the radius (counted
+        among the smallest kept; the reference rows stand in for a full view)."""
+        if len(self.smallest) < thresholds.cluster_size:
+            return 0
+        return sum(d <= thresholds.radius for d in self.smallest[thresholds.cluster_size - 1])
 
     def radius(self, cluster_size: int, target_rate: float, view_size: int) -> float:
         """The largest radius whose false-positive rate stays at ``target_rate``."""
