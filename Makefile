@@ -42,7 +42,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/ratelimit.py
-	$(BIN)/python benchmarks/detection.py
+	$(BIN)/python benchmarks/detection.py --targets 1 --cost
 	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/efficacy.py
 	$(BIN)/python benchmarks/insitu.py

@@ -48,6 +48,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 from support import crowd, evasion, inversion, scoring  # noqa: E402
+from support.detection_cost import cost_table  # noqa: E402
 from support.datasets import NAMES, Dataset, load  # noqa: E402
 from support.service import (  # noqa: E402
     BareOracle,
@@ -226,6 +227,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("refuse", "silent"),
         help="monitor.on_detect (default: the policy's)",
     )
+    p.add_argument(
+        "--cost", action="store_true", help="also time detection per query in process (~3 min)"
+    )
     p.add_argument("--output", type=Path, default=RESULTS)
     p.add_argument("--rescore", type=Path, help="print the tables of a saved results file")
     args = p.parse_args(argv)
@@ -281,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{size['budget']} rows per stream; {result['seconds']} s)"
     )
     report(result)
+    if args.cost:
+        table, result["cost"] = cost_table()
+        print("\n## Cost of detection per one-row query, in process (memory://)\n")
+        print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1, default=str))
     print(f"\nresults: {args.output}")

@@ -66,7 +66,27 @@ def cost(features: int, filled: int, repeats: int, size: int = 100_000) -> dict[
     }
 
 
+CASES = (  # features, queries kept, queries timed, view size
+    (64, 100_000, 3000, 100_000),
+    (224 * 224 * 3, 2_000, 200, 100_000),
+    (64, 1_000_000, 1000, 1_000_000),
+)
+
+
+def cost_table() -> tuple[str, list[dict[str, Any]]]:
+    """The cases above as a markdown table, and their figures."""
+    rows = [cost(features, kept, timed, size) for features, kept, timed, size in CASES]
+    lines = [
+        "| features | view size | kept | median per query | bytes per kept query |",
+        "|---|---|---|---|---|",
+    ]
+    for (_, _, _, size), row in zip(CASES, rows, strict=True):
+        lines.append(
+            f"| {row['features']} | {size:,} | {row['kept']:,} | {row['median_us']:.0f} µs "
+            f"| {row['bytes_per_kept_query']:.1f} |"
+        )
+    return "\n".join(lines), rows
+
+
 if __name__ == "__main__":
-    for features, filled, repeats in ((64, 100_000, 3000), (224 * 224 * 3, 2_000, 200)):
-        print(cost(features, filled, repeats))
-    print(cost(64, 1_000_000, 1000, size=1_000_000))
+    print(cost_table()[0])
