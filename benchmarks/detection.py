@@ -48,8 +48,8 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 from support import crowd, evasion, inversion, scoring  # noqa: E402
-from support.detection_cost import cost_table  # noqa: E402
 from support.datasets import NAMES, Dataset, load  # noqa: E402
+from support.detection_cost import cost_table  # noqa: E402
 from support.service import (  # noqa: E402
     BareOracle,
     KeyRing,
