@@ -121,10 +121,12 @@ def test_anonymous_labels_is_moderate(run: Run, tmp_path: Path) -> None:
 
 
 def test_missing_input_checks_are_reported(run: Run, tmp_path: Path) -> None:
-    """No profile, no range, no shape, no row cap: each one a finding."""
+    """No profile, no range, no shape, no row cap: each one a finding; with none of the
+    first three the shared view is off, a high finding (exit 1)."""
     data = with_changes(input={"max_rows": None, "finite": False})
     code, report = audit_json(run, write_policy(tmp_path, data))
-    assert 0 == code
+    assert 1 == code
+    assert any("the shared view is off" in m for m in messages(report, "high"))
     moderate, low = messages(report, "moderate"), messages(report, "low")
     assert any("no reference profile" in m for m in moderate)
     assert any("no input range" in m for m in moderate)
@@ -132,7 +134,6 @@ def test_missing_input_checks_are_reported(run: Run, tmp_path: Path) -> None:
     assert any("non-finite" in m for m in low)
     assert any("no cap on rows" in m for m in low)
     assert "partial" == report["apis"][0]["controls"]["input_validation"]["status"]
-    assert "moderate" == report["risk"]["exploitability"]["level"]
 
 
 def test_monitoring_is_reported_when_absent(run: Run, tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def two_workers(
     (app_dir / "invguard.yaml").write_text(yaml.safe_dump(policy))
     keys = {f"it-public-{n}": generate_key() for n in range(4)}
     keys.update({f"it-trusted-{n}": generate_key() for n in range(2)})
+    keys.update({f"it-trusted-{n}": generate_key() for n in range(100, 140)})  # rotation
     home = root / "bentoml_home"
     home.mkdir()
     env = server_env(home, keys)
@@ -111,6 +112,24 @@ def test_exactly_the_limit_is_admitted_across_two_workers(two_workers: TwoWorker
         got = Counter(s for k, s in statuses if k == key_id)
         assert {200: LIMIT, 429: 15 - LIMIT} == dict(got), key_id
     assert {"1", "2"} <= two_workers.workers_that_answered()
+
+
+def test_a_chain_spread_over_keys_and_workers_gets_silent_answers(
+    two_workers: TwoWorkers,
+) -> None:
+    """Both workers share the view: a chain of small steps from a digit towards another,
+    a fresh key for every step, gets the chain's first answer once it is a cluster."""
+    x = two_workers.x_test
+    start, goal = x[3], x[7]
+    answers = []
+    for step in range(40):
+        row = start + (goal - start) * step / 40 * 0.02  # steps of a fraction of a unit
+        r = two_workers.post(f"it-trusted-{100 + step}", row[None, :])
+        assert 200 == r.status_code, r.text
+        answers.append(np.asarray(r.json()[0]))
+    first = int(np.argmax(answers[0]))
+    silent = [a for a in answers[5:] if float(a.max()) == 1.0 and int(np.argmax(a)) == first]
+    assert len(answers[5:]) == len(silent)  # one-hot at the first class, whatever the key
 
 
 def test_a_block_by_one_worker_is_enforced_by_the_other(two_workers: TwoWorkers) -> None:

@@ -123,3 +123,19 @@ def test_unsampled_queries_are_counted_without_span_work() -> None:
     assert () == exporter.get_finished_spans()
     (point,) = otel.points(a.METRIC_REQUESTS)
     assert 1 == point.value
+
+
+def test_a_block_by_the_monitor_moves_the_blocked_principals_gauge() -> None:
+    """The guard's monitor feeds the gauge: +1 when it blocks a key, back when cleared."""
+    from bento_invguard import Policy
+    from bento_invguard.integration.pipeline import GuardPipeline
+    from bento_invguard.monitor import run_without_io
+
+    policy = Policy.model_validate({"tiers": {"public": {"output": "label"}}})
+    pipeline = GuardPipeline(policy)
+    before = prom("invguard_blocked_principals")
+    ctx = QueryContext("predict", principal="mallory")
+    run_without_io(pipeline.monitor.observe_refused(ctx, 100, probing=True))
+    assert before + 1 == prom("invguard_blocked_principals")
+    run_without_io(pipeline.monitor.unblock(pipeline.monitor.key(ctx)))
+    assert before == prom("invguard_blocked_principals")
