@@ -37,7 +37,10 @@ class ViewPolicy(_Strict):
     """The shared view of every caller's recent queries (bounded)."""
 
     size: int = Field(
-        default=100_000, ge=64, le=50_000_000, description="Queries kept (70 bytes each, plus 16 to 32 of hash tables)."
+        default=100_000,
+        ge=64,
+        le=50_000_000,
+        description="Queries kept: 70 bytes each, plus 16 to 32 of hash tables.",
     )
     ttl: int = Field(default=3600, ge=1, description="Seconds a query is kept at most.")
     radius: float | None = Field(
