@@ -124,7 +124,7 @@ class SharedView:
         buckets = self._hasher(fingerprints)
         current, records, owner = await self.store.fetch(buckets)
         alive = live(records, current, self.size, int(self.clock()) - self.ttl)
-        records, owner = _unique(records[alive], owner[alive])
+        records, owner = records[alive], owner[alive]
         judgement = self._verdict(fingerprints, row_digests, buckets, records, owner, current)
         probing = int(judgement.probing.sum())
         if probing:
@@ -212,12 +212,3 @@ class SharedView:
         if self._store is not None:
             await self._store.aclose()
             self._store = None
-
-
-def _unique(records: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each kept query once per row (several tables may point at it)."""
-    if len(records) < 2:
-        return records, owner
-    key = (owner.astype(np.uint64) << np.uint64(32)) | records["seq"].astype(np.uint64)
-    _, first = np.unique(key, return_index=True)
-    return records[first], owner[first]

@@ -21,7 +21,8 @@ SEQ_LIMIT = 0xFFFFFFFF
 class ViewStore(Protocol):
     async def fetch(self, rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """For table rows ``(n, TABLES)``: the current sequence number, the records those
-        rows point at, and for each record the query (0..n-1) it was fetched for."""
+        rows point at (each once per query), and for each the query (0..n-1) it was
+        fetched for."""
         ...
 
     async def keep(self, records: np.ndarray, rows: np.ndarray) -> None:
@@ -54,13 +55,15 @@ class MemoryViewStore:
         return self.fetch_now(rows)
 
     def fetch_now(self, rows: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        seqs = self.tables[np.arange(TABLES), rows].reshape(len(rows), -1)  # (n, TABLES*BUCKET)
-        owner = np.repeat(np.arange(len(rows)), seqs.shape[1])
-        flat = seqs.ravel()
-        pointed = flat != 0
-        records = self.ring[flat[pointed] % self.size]
-        same = records["seq"] == flat[pointed]  # the slot was not overwritten since
-        return self.current, records[same], owner[pointed][same]
+        seqs = np.sort(self.tables[np.arange(TABLES), rows].reshape(len(rows), -1), axis=1)
+        first = np.ones(seqs.shape, dtype=bool)  # each record once per query
+        first[:, 1:] = seqs[:, 1:] != seqs[:, :-1]
+        pointed = first & (seqs != 0)
+        owner = np.nonzero(pointed)[0]
+        flat = seqs[pointed]
+        records = self.ring[flat % self.size]
+        same = records["seq"] == flat  # the slot was not overwritten since
+        return self.current, records[same], owner[same]
 
     async def keep(self, records: np.ndarray, rows: np.ndarray) -> None:
         self.keep_now(records, rows)
@@ -86,14 +89,18 @@ _FETCH = """
 local E, B, size, T = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rows = ARGV[5]
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local owners, records = {}, {}
+local owners, records, seen, query = {}, {}, {}, -1
 for i = 0, #rows / 4 - 1 do
   local t = i % T
+  if math.floor(i / T) ~= query then
+    query, seen = math.floor(i / T), {}
+  end
   local row = struct.unpack('<I4', rows, i * 4 + 1)
   local cells = redis.call('GETRANGE', KEYS[3 + t], row * B * 4, row * B * 4 + B * 4 - 1)
   for j = 0, #cells / 4 - 1 do
     local seq = struct.unpack('<I4', cells, j * 4 + 1)
-    if seq ~= 0 then
+    if seq ~= 0 and not seen[seq] then
+      seen[seq] = true
       local at = (seq % size) * E
       local record = redis.call('GETRANGE', KEYS[2], at, at + E - 1)
       if #record == E and struct.unpack('<I4', record, 1) == seq then
