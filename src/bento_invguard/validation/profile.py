@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -22,284 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ..errors import PolicyError
 from ..view.calibration import NeighbourCalibration
 from ..view.sketch import Sketch
+from .profile_check import ProfileCheck, Violation
+from .subspace import Subspace, bounds, fit_max_outside, held_out_distances
+from .subspace import folds as make_folds
+from .tail import Calibration, DistanceTail
 
 FORMAT = "bento_invguard.profile/1"
-QUADRATIC_FORM_MAX_FEATURES = 512  # above, the distance uses the low-rank form (less memory)
 
-
-def _bounds(
-    flat: np.ndarray, quantiles: tuple[float, float], margin: float
-) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.quantile(flat, quantiles[0], axis=0)
-    hi = np.quantile(flat, quantiles[1], axis=0)
-    spread = hi - lo
-    fallback = float(spread.max()) if spread.size else 0.0
-    widen = margin * np.where(spread > 0, spread, fallback)
-    return lo - widen, hi + widen
-
-
-def _folds(n: int, holdout: float, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(held, rest) index pairs: every row held out once, ``holdout`` of the rows at a time."""
-    n_holdout = round(n * holdout)
-    if not 0.0 < holdout < 1.0 or n_holdout < 1 or n_holdout >= n:
-        return []
-    k = min(n, max(2, round(1.0 / holdout)))
-    order = np.random.default_rng(seed).permutation(n)
-    held = [order[i::k] for i in range(k)]  # k <= n: none is empty
-    return [(h, np.setdiff1d(order, h)) for h in held]
-
-
-def _fit_max_outside(
-    flat: np.ndarray,
-    quantiles: tuple[float, float],
-    margin: float,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-) -> int:
-    most = 0
-    for held, rest in folds:
-        lo, hi = _bounds(flat[rest], quantiles, margin)
-        most = max(most, int(((flat[held] < lo) | (flat[held] > hi)).sum(axis=1).max()))
-    return most
-
-
-class _Subspace:
-    """A low-rank Gaussian model of the rows (probabilistic PCA): the distance of a row.
-
-    ``d^2 = sum_j z_j^2 / var_j + |residual|^2 / residual_var`` with ``z`` the
-    row's coordinates on the principal components: how many standard
-    deviations the row lies from the data, in the directions the data varies
-    in and out of them.
-    """
-
-    def __init__(
-        self, mean: np.ndarray, components: np.ndarray, variances: np.ndarray, residual: float
-    ) -> None:
-        self.mean = mean
-        self.components = components
-        self.variances = variances
-        self.residual = residual
-        # d^2 = |c|^2 / residual - sum_j z_j^2 (1 / residual - 1 / var_j)
-        # (var_j >= residual: the components carry the most variance)
-        less = np.maximum(1.0 / residual - 1.0 / variances, 0.0)
-        weights = components * np.sqrt(less)[:, None]  # (k, features)
-        self._weights = np.ascontiguousarray(weights.T)
-        self._inv_residual = 1.0 / residual
-        self._form: np.ndarray | None = None
-        features = components.shape[1]
-        if features <= QUADRATIC_FORM_MAX_FEATURES:
-            # one (features x features) product per row: fewer NumPy calls for small rows
-            self._form = np.eye(features) * self._inv_residual - weights.T @ weights
-
-    @classmethod
-    def fit(cls, flat: np.ndarray, components: int | None, explained: float) -> _Subspace | None:
-        n, features = flat.shape
-        most = min(n - 1, features - 1)
-        if most < 1:
-            return None
-        mean = flat.mean(axis=0)
-        _, sv, vt = np.linalg.svd(flat - mean, full_matrices=False)
-        var = sv**2 / (n - 1)
-        if var.sum() <= 0:
-            return None
-        if components is None:
-            share = np.cumsum(var) / var.sum()
-            components = int(np.searchsorted(share, explained)) + 1
-        k = max(1, min(components, most))
-        floor = 1e-3 * var[0]  # directions the data never varies in still get a scale
-        residual = max(float(var[k:features].sum() / (features - k)), floor)
-        return cls(mean, vt[:k], np.maximum(var[:k], floor), residual)
-
-    def squared(self, flat: np.ndarray) -> np.ndarray:
-        """Squared distance of each row (components are orthonormal, so the residual's
-        squared norm is the centred row's minus its projection's)."""
-        centred = flat - self.mean
-        if self._form is not None:
-            squared: np.ndarray = ((centred @ self._form) * centred).sum(axis=1)
-        else:
-            z = centred @ self._weights
-            squared = (centred * centred).sum(axis=1) * self._inv_residual
-            squared -= (z * z).sum(axis=1)
-        return squared  # may dip a rounding error below 0
-
-
-def _held_out_distances(
-    flat: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    components: int | None,
-    explained: float,
-) -> np.ndarray | None:
-    """Each row's distance to a subspace fitted without it (every row held out once)."""
-    out = np.empty(len(flat))
-    for held, rest in folds:
-        sub = _Subspace.fit(flat[rest], components, explained)
-        if sub is None:
-            return None
-        out[held] = np.sqrt(np.maximum(sub.squared(flat[held]), 0.0))
-    return out
-
-
-class DistanceTail(BaseModel):
-    """The upper tail of held-out rows' distances to the data, as an exponential beyond
-    ``threshold``: a share ``share`` of natural rows lies past it, and past that the share
-    falls by e for each ``scale``. Gives the limit for any false-positive rate."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    threshold: float = Field(ge=0)
-    scale: float = Field(gt=0)
-    share: float = Field(gt=0, lt=1)
-    rows: int = Field(ge=1, description="Held-out rows the tail was measured on.")
-    largest: tuple[float, ...] = Field(
-        default=(), description="The largest held-out distances, to check a limit against."
-    )
-
-    @classmethod
-    def fit(cls, distances: np.ndarray, share: float = 0.1) -> DistanceTail | None:
-        threshold = float(np.quantile(distances, 1.0 - share))
-        excess = distances[distances > threshold] - threshold
-        if len(excess) < 5 or not excess.mean() > 0:
-            return None
-        largest = tuple(float(d) for d in np.sort(distances)[::-1][:20])
-        return cls(
-            threshold=threshold,
-            scale=float(excess.mean()),
-            share=share,
-            rows=len(distances),
-            largest=largest,
-        )
-
-    def held_out_above(self, limit: float) -> int:
-        """Held-out rows farther than ``limit`` (counted among the largest kept)."""
-        return sum(d > limit for d in self.largest)
-
-    def limit(self, rate: float) -> float:
-        """The distance that natural rows exceed at ``rate``."""
-        return self.threshold + self.scale * max(0.0, float(np.log(self.share / rate)))
-
-
-class Calibration(BaseModel):
-    """What the profile measured on held-out reference rows, for a target false-positive rate."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    distance: DistanceTail | None = None
-    neighbours: NeighbourCalibration | None = None
-
-
-class Violation(BaseModel):
-    """Why a row was refused: a feature outside its bounds, or the row far from the data."""
-
-    row: int
-    kind: Literal["bounds", "distance"] = "bounds"
-    feature: int = -1
-    value: float = 0.0
-    lower: float = 0.0
-    upper: float = 0.0
-
-    @property
-    def detail(self) -> str:
-        """The reason in words; a distance refusal gives no figures (they would map the data)."""
-        if self.kind == "distance":
-            return f"row {self.row} is far from the reference data"
-        return (
-            f"feature {self.feature} of row {self.row} is {self.value:g}, outside the "
-            f"reference profile [{self.lower:g}, {self.upper:g}]"
-        )
-
-
-class ProfileCheck:
-    """A profile's checks, in plain attributes for the request path.
-
-    (A pydantic model's private attributes are read through ``__getattr__``,
-    which cost more than the comparisons themselves.)
-    """
-
-    __slots__ = ("hi", "limit2", "lo", "max_outside", "subspace")
-
-    def __init__(
-        self,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        max_outside: int,
-        subspace: _Subspace | None,
-        limit2: float,
-    ) -> None:
-        self.lo, self.hi, self.max_outside = lo, hi, max_outside
-        self.subspace, self.limit2 = subspace, limit2
-
-    def first_violation(self, rows: np.ndarray) -> Violation | None:
-        """The first row with more than ``max_outside`` features outside the bounds,
-        or (if none) the first row farther from the data than the distance limit."""
-        lo, hi = self.lo, self.hi
-        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
-        outside = (flat < lo) | (flat > hi)
-        if outside.any():
-            too_many = outside.sum(axis=1) > self.max_outside
-            if too_many.any():
-                row = int(np.argmax(too_many))
-                feature = int(np.argmax(outside[row]))
-                return Violation(
-                    row=row,
-                    feature=feature,
-                    value=float(flat[row, feature]),
-                    lower=float(lo[feature]),
-                    upper=float(hi[feature]),
-                )
-        if self.subspace is not None:
-            far = self.subspace.squared(flat) > self.limit2
-            if far.any():
-                return Violation(row=int(np.argmax(far)), kind="distance")
-        return None
-
-    def fast_accept(
-        self, low: float | None = None, high: float | None = None
-    ) -> Callable[[np.ndarray], bool] | None:
-        """A cheaper test that only ever says yes when the exact checks would pass.
-
-        ``accept(rows)`` is True when every value lies within the profile's bounds
-        narrowed to ``[low, high]`` (so it is finite and in the policy's range
-        too) and every row lies clearly inside the distance limit: 7 NumPy calls
-        for one row, instead of the 15 that the policy's range check and
-        :meth:`first_violation` make. False means "not sure": the exact checks
-        then decide, and name the offending value. Rows so close to the distance
-        limit that the two ways of summing could disagree (a relative margin of
-        at least 1e-9) go to the exact checks. None when the profile has no
-        quadratic form to use (very wide rows).
-        """
-        sub = self.subspace
-        if sub is None or sub._form is None:
-            return None
-        lo = self.lo if low is None else np.maximum(self.lo, low)
-        hi = self.hi if high is None else np.minimum(self.hi, high)
-        mean, form = sub.mean, sub._form
-        # Summed in another order, the distance may differ from the exact path's by
-        # about features * eps * kappa of it (kappa: the form's condition number,
-        # at most 1e3 for a fitted profile); rows that close to the limit go exact.
-        variances = np.append(sub.variances, sub.residual)
-        kappa = float(variances.max() / variances.min())
-        margin = 1e-9 + 4 * form.shape[0] * float(np.finfo(np.float64).eps) * kappa
-        if not margin < 0.5:
-            return None
-        limit2 = self.limit2 * (1.0 - margin)
-
-        features = lo.size
-
-        def accept(rows: np.ndarray) -> bool:
-            # np.count_nonzero and ndarray.dot: the cheapest NumPy calls for these steps.
-            if rows.shape[0] == 1:  # one row: 1-D operands, no broadcasting
-                row = rows.reshape(-1)
-                if np.count_nonzero((row >= lo) & (row <= hi)) != features:
-                    return False
-                centred = row - mean
-                return bool(centred.dot(form.dot(centred)) <= limit2)
-            flat = rows.reshape(rows.shape[0], -1)
-            if np.count_nonzero((flat >= lo) & (flat <= hi)) != flat.size:
-                return False
-            centred = flat - mean
-            squared = ((centred @ form) * centred).sum(axis=1)
-            return bool(np.count_nonzero(squared <= limit2) == flat.shape[0])
-
-        return accept
+__all__ = ["FORMAT", "Calibration", "DistanceTail", "Profile", "ProfileCheck", "Violation"]
 
 
 class Profile(BaseModel):
@@ -348,7 +77,7 @@ class Profile(BaseModel):
 
     _lo: np.ndarray = PrivateAttr()
     _hi: np.ndarray = PrivateAttr()
-    _subspace: _Subspace | None = PrivateAttr(default=None)
+    _subspace: Subspace | None = PrivateAttr(default=None)
     _limit2: float = PrivateAttr(default=np.inf)
     _check: ProfileCheck = PrivateAttr()
 
@@ -362,7 +91,7 @@ class Profile(BaseModel):
             and self.component_variances is not None
             and self.residual_variance is not None
         ):  # the validator makes these all set or all None
-            self._subspace = _Subspace(
+            self._subspace = Subspace(
                 np.asarray(self.mean, dtype=np.float64),
                 np.asarray(self.components, dtype=np.float64),
                 np.asarray(self.component_variances, dtype=np.float64),
@@ -468,16 +197,16 @@ class Profile(BaseModel):
         if n_components is not None and n_components < 1:
             raise ValueError("n_components must be >= 1")
         flat = x.reshape(x.shape[0], -1)
-        folds = _folds(flat.shape[0], holdout, seed)
+        folds = make_folds(flat.shape[0], holdout, seed)
         if max_outside is None:
-            max_outside = _fit_max_outside(flat, quantiles, margin, folds)
-        lo, hi = _bounds(flat, quantiles, margin)
+            max_outside = fit_max_outside(flat, quantiles, margin, folds)
+        lo, hi = bounds(flat, quantiles, margin)
         fields: dict[str, Any] = {}
         tail = None
         if distance and folds and flat.shape[0] >= 10 and flat.shape[1] >= 2:
-            held_out = _held_out_distances(flat, folds, n_components, explained)
+            held_out = held_out_distances(flat, folds, n_components, explained)
             tail = DistanceTail.fit(held_out) if held_out is not None else None
-            sub = _Subspace.fit(flat, n_components, explained)
+            sub = Subspace.fit(flat, n_components, explained)
             if tail is not None and sub is not None:
                 fields = {
                     "components": tuple(tuple(float(v) for v in c) for c in sub.components),
