@@ -1,7 +1,8 @@
 """BentoML integration: @guard, @protect and trusted local calls."""
 
 from .guard import guard, is_guarded
-from .pipeline import GuardPipeline, local_caller
+from .local_caller import local_caller
+from .pipeline import GuardPipeline
 from .protect import protect
 
 __all__ = ["GuardPipeline", "guard", "is_guarded", "local_caller", "protect"]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..access import AccessControl, key_headers
 from ..access.responses import rejection_response
-from ..context import QueryContext, active_query, current_query
+from ..context import QueryContext, current_query
 from ..errors import (
     Blocked,
     GuardConfigError,
@@ -321,18 +320,3 @@ class _Closing:
         ):
             self.ctx.status = 500  # the model (or a server-side bug) failed
         self.pipeline.close(self.ctx)
-
-
-@contextlib.contextmanager
-def local_caller(tier: str, principal: str = "local") -> Iterator[QueryContext]:
-    """Run trusted in-process calls of guarded APIs as ``principal`` in ``tier``.
-
-    Guarded APIs refuse calls that come with no request (fail closed); a batch
-    job or a test that calls the service object directly says who it is:
-
-    >>> with local_caller(tier="trusted", principal="nightly-job"):  # doctest: +SKIP
-    ...     svc.predict(x)
-    """
-    ctx = QueryContext(endpoint=None, principal=principal, tier_name=tier, via_http=False)
-    with active_query(ctx):
-        yield ctx
