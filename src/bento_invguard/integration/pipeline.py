@@ -250,12 +250,19 @@ class GuardPipeline:
         return hardened, answers
 
     async def _after(self, ctx: QueryContext, judgement: Judgement | None, answers: Any) -> None:
+        """Keep the rows in the view and assess the key: at once on shared storage (one
+        wait for both), one after the other in process (where nothing waits)."""
         rows = 0 if ctx.scores is None else len(ctx.scores)
         probing = judgement.probing if judgement is not None else np.zeros(rows, dtype=bool)
         repeat = judgement.repeat if judgement is not None else np.zeros(rows, dtype=bool)
-        if judgement is not None:
+        assess = self.monitor.assess(ctx, probing, repeat)
+        if judgement is None:
+            await assess
+        elif self.monitor.in_process:
             await self._keep(ctx, judgement, answers)
-        await self.monitor.assess(ctx, probing, repeat)
+            await assess
+        else:
+            await asyncio.gather(self._keep(ctx, judgement, answers), assess)
 
     async def _keep(self, ctx: QueryContext, judgement: Judgement, answers: Any) -> None:
         if self.view is None:
