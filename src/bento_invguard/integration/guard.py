@@ -17,6 +17,7 @@ from ..hardening.contract import check_output_annotation
 from ..policy import Policy
 from ..telemetry import ExplainHook, TelemetryOptions
 from .arguments import InputLocator
+from .call_end import refuse
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
@@ -169,7 +170,7 @@ def _wrap(
             try:
                 ctx = pipeline.open(endpoint)
             except GuardRejection as rejection:
-                return pipeline.refuse(None, rejection)
+                return refuse(None, rejection)
             with pipeline.closing(ctx):
                 try:
                     await admit_async(ctx, args, kwargs)
@@ -177,9 +178,9 @@ def _wrap(
                     output = await func(*args, **kwargs)
                     return await pipeline.harden_async(ctx, output, judgement)
                 except GuardRejection as rejection:
-                    return pipeline.refuse(ctx, rejection)
+                    return refuse(ctx, rejection)
                 except GuardConfigError as exc:
-                    return pipeline.refuse(ctx, misconfigured(ctx, endpoint, exc))
+                    return refuse(ctx, misconfigured(ctx, endpoint, exc))
 
         return async_wrapper
 
@@ -189,16 +190,16 @@ def _wrap(
         try:
             ctx = pipeline.open(endpoint)
         except GuardRejection as rejection:
-            return pipeline.refuse(None, rejection)
+            return refuse(None, rejection)
         with pipeline.closing(ctx):
             try:
                 admit_sync(ctx, args, kwargs)
                 judgement = pipeline.judge_from_thread(ctx)
                 return pipeline.harden(ctx, func(*args, **kwargs), judgement)
             except GuardRejection as rejection:
-                return pipeline.refuse(ctx, rejection)
+                return refuse(ctx, rejection)
             except GuardConfigError as exc:
-                return pipeline.refuse(ctx, misconfigured(ctx, endpoint, exc))
+                return refuse(ctx, misconfigured(ctx, endpoint, exc))
 
     return sync_wrapper
 

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from ..access import AccessControl, key_headers
-from ..access.responses import rejection_response
 from ..context import QueryContext, current_query
 from ..errors import (
     Blocked,
@@ -31,6 +30,7 @@ from ..view import Judgement, SharedView
 from ..view.entries import CLASS, SILENT
 from ..view.setup import open_shared_view
 from .bentoml_request import current_bentoml_request
+from .call_end import Closing
 
 LABEL_ONLY = Tier(output="label")
 logger = logging.getLogger("bento_invguard")
@@ -167,9 +167,9 @@ class GuardPipeline:
 
         return anyio.from_thread.run(wait)
 
-    def closing(self, ctx: QueryContext) -> _Closing:
+    def closing(self, ctx: QueryContext) -> Closing:
         """Close the query however the call ends; a failure that is no rejection is a 500."""
-        return _Closing(self, ctx)
+        return Closing(self.close, ctx)
 
     def close(self, ctx: QueryContext) -> None:
         """End a query the guard wrapper opened (the middleware ends its own)."""
@@ -292,38 +292,3 @@ class GuardPipeline:
         if isinstance(item, (str, bytes)):
             return item
         return self._degraded(ctx, item, self._truncate(ctx, item, 0))
-
-    @staticmethod
-    def refuse(ctx: QueryContext | None, rejection: GuardRejection) -> Any:
-        """The rejection as an HTTP response inside a request, raised outside one.
-
-        Returning a response (BentoML sends a returned Response as is) rather
-        than raising keeps a client's mistake out of the server's error log.
-        """
-        if ctx is not None:
-            ctx.rejection = rejection
-            ctx.status = rejection.status
-        if current_bentoml_request() is not None:
-            return rejection_response(rejection)
-        raise rejection
-
-
-class _Closing:
-    """``with pipeline.closing(ctx):`` a class, not a generator: one per guarded call."""
-
-    __slots__ = ("ctx", "pipeline")
-
-    def __init__(self, pipeline: GuardPipeline, ctx: QueryContext) -> None:
-        self.pipeline, self.ctx = pipeline, ctx
-
-    def __enter__(self) -> QueryContext:
-        return self.ctx
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if (
-            exc_type is not None
-            and issubclass(exc_type, Exception)
-            and not issubclass(exc_type, GuardRejection)
-        ):
-            self.ctx.status = 500  # the model (or a server-side bug) failed
-        self.pipeline.close(self.ctx)
