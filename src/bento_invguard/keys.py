@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 KEY_PREFIX = "ig_"
-
-
-def _builtin_sha256() -> Callable[[bytes], Any]:
-    """CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before), else hashlib's."""
-    for module in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(module).sha256  # type: ignore[no-any-return]
-        except (ImportError, AttributeError):
-            continue
-    return hashlib.sha256
 
 
 def hash_key(key: str) -> str:
@@ -70,14 +58,9 @@ class KeyRing:
         return self._count
 
     def lookup(self, presented_key: bytes | str) -> Principal | None:
-        """The principal of ``presented_key``, or None.
-
-        The digest comes from CPython's built-in SHA-256 when there is one: it
-        is the same digest, and inside a serving worker (CPU caches cold, once
-        per request) it costs about half of OpenSSL's (3.4 against 6.8 us).
-        """
+        """The principal of ``presented_key``, or None (digests compared in constant time)."""
         raw = presented_key.encode("utf-8") if isinstance(presented_key, str) else presented_key
-        digest = _sha256(raw).digest()
+        digest = hashlib.sha256(raw).digest()
         found = None
         for stored, principal in self._by_prefix.get(digest[:_PREFIX], _MISS):
             if hmac.compare_digest(stored, digest):
@@ -86,5 +69,4 @@ class KeyRing:
 
 
 _PREFIX = 8
-_sha256 = _builtin_sha256()
 _MISS = [(b"\x00" * 32, None)]  # a miss compares against this decoy

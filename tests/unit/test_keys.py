@@ -5,29 +5,15 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bento_invguard import Unauthenticated, generate_key, hash_key
 from bento_invguard.access import key_headers, presented_key
-from bento_invguard.keys import KeyRing, Principal, _sha256
+from bento_invguard.keys import KeyRing, Principal
 
 
 def test_hash_key_is_sha256_hex() -> None:
     """hash_key is the plain SHA-256 hex digest of the UTF-8 key."""
     assert hashlib.sha256(b"abc").hexdigest() == hash_key("abc")
-
-
-@given(st.binary(max_size=300))
-def test_the_lookup_digest_is_hashlibs(raw: bytes) -> None:
-    """The key ring's (built-in) SHA-256 gives hashlib's digest, for any key bytes."""
-    assert hashlib.sha256(raw).digest() == _sha256(raw).digest()
-
-
-def test_the_lookup_uses_the_builtin_sha256_where_there_is_one() -> None:
-    """On CPython the built-in module is used, not OpenSSL's path through hashlib."""
-    assert _sha256 is not hashlib.sha256
-    assert _sha256.__module__ in ("_sha2", "_sha256")
 
 
 def test_generated_keys_are_unique_and_long() -> None:
