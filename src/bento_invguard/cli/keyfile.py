@@ -33,33 +33,32 @@ KEY_FILE_HEADER = (
 
 def read_key_file(path: Path) -> list[KeyEntry]:
     """The entries of a key file; an empty list when it does not exist yet."""
-    if not path.exists():
-        return []
+    document = _read_document(path)
+    entries = document.get("keys") if isinstance(document, Mapping) else document
     try:
-        data = read_document(path)
-    except PolicyError as exc:
-        raise CliError(str(exc)) from None
-    if isinstance(data, Mapping):
-        data = data.get("keys")
-    try:
-        return _ENTRIES.validate_python(data or [])
+        return _ENTRIES.validate_python(entries or [])
     except ValidationError as exc:
         raise CliError(format_validation_error(exc, f"key file {path}")) from None
 
 
 def read_admin_keys(path: Path) -> list[AdminKey]:
     """The ``admin_keys`` section of a key file (keys for /invguard/admin/blocks)."""
-    if not path.exists():
-        return []
-    try:
-        data = read_document(path)
-    except PolicyError as exc:
-        raise CliError(str(exc)) from None
-    admin = data.get("admin_keys") if isinstance(data, Mapping) else None
+    document = _read_document(path)
+    admin = document.get("admin_keys") if isinstance(document, Mapping) else None
     try:
         return _ADMIN_ENTRIES.validate_python(admin or [])
     except ValidationError as exc:
         raise CliError(format_validation_error(exc, f"key file {path}, admin_keys")) from None
+
+
+def _read_document(path: Path) -> object:
+    """A key file's YAML or JSON; None when it does not exist yet."""
+    if not path.exists():
+        return None
+    try:
+        return read_document(path)
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
 
 
 def write_key_file(
