@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,39 @@ from .conftest import MODEL, X_TEST, predicted
 KEYS = [generate_key() for _ in range(80)]
 
 
+def digits_stream_service(profile_path: Path, name: str) -> Any:
+    """The same model as a stream of one class per row, under the default policy."""
+    policy = digits_policy(profile_path)
+
+    @protect(policy)
+    @bentoml.service(name=name)
+    class DigitsStream:
+        @bentoml.api
+        def predict(self, x: np.ndarray) -> Generator[str, None, None]:
+            for row in MODEL.predict_proba(np.asarray(x, dtype=float)):
+                yield f"{int(np.argmax(row))}\n"
+
+    return DigitsStream
+
+
 def digits_service(profile_path: Path, name: str, **monitor: Any) -> Any:
     """The digits model behind @protect: 80 trusted keys (full scores), the fitted profile."""
-    policy = Policy.model_validate(
+    policy = digits_policy(profile_path, **monitor)
+
+    @protect(policy)
+    @bentoml.service(name=name)
+    class Digits:
+        @bentoml.api
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            scores: np.ndarray = MODEL.predict_proba(np.asarray(x, dtype=float))
+            return scores
+
+    return Digits
+
+
+def digits_policy(profile_path: Path, **monitor: Any) -> Policy:
+    """80 trusted keys (full scores), the digits' input box and fitted profile."""
+    return Policy.model_validate(
         {
             "keys": [
                 {"id": f"k{i}", "sha256": hash_key(k), "tier": "trusted"}
@@ -40,16 +70,6 @@ def digits_service(profile_path: Path, name: str, **monitor: Any) -> Any:
             "monitor": monitor,
         }
     )
-
-    @protect(policy)
-    @bentoml.service(name=name)
-    class Digits:
-        @bentoml.api
-        def predict(self, x: np.ndarray) -> np.ndarray:
-            scores: np.ndarray = MODEL.predict_proba(np.asarray(x, dtype=float))
-            return scores
-
-    return Digits
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +127,19 @@ def test_a_chain_sent_with_a_new_key_per_row_is_refused_under_refuse(
         answers = [post(client, KEYS[i], rows[i : i + 1]) for i in range(30)]
     c = thresholds.cluster_size
     assert [200] * c + [403] * (30 - c) == [a.status_code for a in answers]
+    assert {"blocked"} == {a.json()["error"] for a in answers[c:]}
+
+
+def test_a_chain_sent_to_a_streaming_api_is_refused_whatever_on_detect_says(
+    profile_path: Path, thresholds: Any
+) -> None:
+    """A stream has no whole answer to make silent: under the default policy a chain over
+    fresh keys gets 403 blocked from the cluster_size-th step on (its rows are kept)."""
+    rows = walk(20)
+    for client in serve(digits_stream_service(profile_path, "digits_stream")):
+        answers = [post(client, KEYS[i], rows[i : i + 1]) for i in range(20)]
+    c = thresholds.cluster_size
+    assert [200] * c + [403] * (20 - c) == [a.status_code for a in answers]
     assert {"blocked"} == {a.json()["error"] for a in answers[c:]}
 
 

@@ -143,7 +143,7 @@ def _wrap(
             refuse_batchable(args)
             with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 await admit_async(ctx, args, kwargs)  # a rejection raises; the middleware answers
-                await pipeline.judge(ctx)
+                await pipeline.judge(ctx, stream=True)
                 async for item in func(*args, **kwargs):
                     yield harden_item(ctx, item)
 
@@ -156,7 +156,7 @@ def _wrap(
             refuse_batchable(args)
             with pipeline.closing(pipeline.open(endpoint)) as ctx:
                 admit_sync(ctx, args, kwargs)
-                pipeline.judge_from_thread(ctx)
+                pipeline.judge_from_thread(ctx, stream=True)
                 for item in func(*args, **kwargs):
                     yield harden_item(ctx, item)
 

@@ -190,9 +190,11 @@ class GuardPipeline:
 
             anyio.from_thread.run(self.spend_rows, ctx)
 
-    async def judge(self, ctx: QueryContext) -> Judgement | None:
+    async def judge(self, ctx: QueryContext, stream: bool = False) -> Judgement | None:
         """Judge the validated rows against every caller's recent queries, before the
-        model; with ``on_detect: refuse`` a request with a probing row is refused (403)."""
+        model; with ``on_detect: refuse`` a request with a probing row is refused (403).
+        A ``stream`` has no whole answer to replace: its rows are kept unanswered now,
+        and a probing one is refused whatever ``on_detect`` says."""
         if self.view is None or not ctx.via_http or ctx.input is None:
             return None
         try:
@@ -200,7 +202,10 @@ class GuardPipeline:
         except Exception as exc:
             self._view_failed(ctx, exc)
             return None
-        if judgement.any_probing and not self.silent:
+        if stream and not judgement.any_probing:
+            await self._keep(ctx, judgement, None)
+            return None
+        if judgement.any_probing and (stream or not self.silent):
             await self._keep(ctx, judgement, None)
             await self.monitor.observe_refused(ctx, int(judgement.probing.sum()), probing=True)
             raise ctx.reject(
@@ -212,11 +217,11 @@ class GuardPipeline:
             )
         return judgement
 
-    def judge_from_thread(self, ctx: QueryContext) -> Judgement | None:
+    def judge_from_thread(self, ctx: QueryContext, stream: bool = False) -> Judgement | None:
         """:meth:`judge` for sync APIs (BentoML runs them in a worker thread)."""
         if self.view is None or not ctx.via_http:
             return None
-        judgement: Judgement | None = self._run(ctx, self.judge(ctx))
+        judgement: Judgement | None = self._run(ctx, self.judge(ctx, stream))
         return judgement
 
     def harden(self, ctx: QueryContext, output: Any, judgement: Judgement | None = None) -> Any:
