@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import time
 from dataclasses import dataclass, field
@@ -39,8 +38,9 @@ class QueryContext:
     via_http: bool = True
     client: str | None = None
     rows: int = 0
-    spent: int = 0
-    rate: LimitStatus | asyncio.Future[LimitStatus] | None = None
+    #: The rate-limit windows' state after this query's rows were spent (its
+    #: RateLimit-* headers); None when no limit applies.
+    rate: LimitStatus | None = None
     output_mode: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     rejection: GuardRejection | None = None
@@ -65,9 +65,6 @@ class QueryContext:
     opened_by_guard: bool = False
     #: True once BentoML has called the guarded API function for this query.
     api_called: bool = False
-    #: (state key, bytes) of the caller's monitor history, read with its block check
-    #: (Redis): the monitor's update starts from it instead of reading again.
-    monitor_read: tuple[str, bytes | None] | None = None
 
     def decide(self, control: str, outcome: str, detail: str = "") -> None:
         """Record a decision; one that changes the answer is also a span event.

@@ -12,8 +12,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from bento_invguard import GuardConfigError, attach, hash_key, protect
-from bento_invguard.access import GuardMiddleware
 from bento_invguard.integration.guard import GUARD_ATTR
+from bento_invguard.integration.middleware import GuardMiddleware
 
 from ..conftest import forget_bentoml_metrics
 from .conftest import PUBLIC_KEY, ROWS, save_model

@@ -24,7 +24,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from bento_invguard import generate_key
-from bento_invguard.access.header_screen import (
+from bento_invguard.integration.header_screen import (
     CAPTURE_HEADERS_ENV,
     DECODED_OUTSIDE,
     HeaderScreen,

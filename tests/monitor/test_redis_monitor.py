@@ -114,33 +114,6 @@ def test_concurrent_queries_of_one_key_all_enter_its_history(redis_url: str) -> 
     assert answered >= 30, (answered, refused)
 
 
-def test_the_block_check_reads_the_history_for_assess(redis_url: str) -> None:
-    """On Redis the block check reads the key's history in the same round trip; assess
-    starts from it (once), and a history written in between is not overwritten."""
-
-    async def run() -> tuple[Any, Any, int]:
-        p = on_redis(redis_url, min_queries=1000)
-        mon, other = Monitor(p), Monitor(p)
-        try:
-            first = context("reader")
-            await mon.check_block(first)
-            read_before = first.monitor_read
-            # another worker answers a query of the same key meanwhile
-            await assess(other, context("reader"), MODEL.predict_proba(X_TEST[1:2]), False)
-            await assess(mon, first, MODEL.predict_proba(X_TEST[:1]), False)
-            history = await mon.store.load(mon.key(first))
-            assert history is not None
-            return read_before, first.monitor_read, history.count
-        finally:
-            await mon.aclose()
-            await other.aclose()
-
-    read_before, read_after, count = asyncio.run(run())
-    assert read_before is not None and read_before[1] is None  # a new key: nothing yet
-    assert read_after is None  # used once
-    assert 2 == count  # the stale read lost the compare-and-set and was redone
-
-
 def test_contention_is_refused_even_when_storage_errors_fail_open(redis_url: str) -> None:
     """A key whose own parallel queries keep its history changing gets a 503, not answers
     served unmonitored, even under on_storage_error: open (which is for outages)."""

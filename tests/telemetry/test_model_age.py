@@ -9,7 +9,7 @@ import pytest
 
 from bento_invguard import Policy
 from bento_invguard.telemetry import Recorder, TelemetryOptions
-from bento_invguard.telemetry.bentoml_bridge import ModelInfo
+from bento_invguard.telemetry.model_info import ModelInfo
 
 
 class _Stored:

@@ -14,8 +14,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from bento_invguard import protect
+from bento_invguard.bentoml_bridge import bentoml_tracer_provider
 from bento_invguard.telemetry import attributes as a
-from bento_invguard.telemetry.bentoml_bridge import bentoml_tracer_provider
 from bento_invguard.telemetry.tracing import QueryTracer
 
 from ..conftest import forget_bentoml_metrics

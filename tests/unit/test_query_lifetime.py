@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bento_invguard import Policy, QueryContext, current_query
-from bento_invguard.access.middleware import GuardMiddleware
+from bento_invguard.integration.middleware import GuardMiddleware
 
 from ..conftest import policy_dict
 

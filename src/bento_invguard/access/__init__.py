@@ -1,6 +1,5 @@
-"""Access control: API keys, principals, tiers, and the ASGI middleware."""
+"""Access control: API keys, principals and tiers."""
 
 from .authenticate import AccessControl, key_headers, presented_key
-from .middleware import GuardMiddleware
 
-__all__ = ["AccessControl", "GuardMiddleware", "key_headers", "presented_key"]
+__all__ = ["AccessControl", "key_headers", "presented_key"]

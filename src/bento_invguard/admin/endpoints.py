@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from pydantic import TypeAdapter, ValidationError
+from starlette.types import Scope, Send
 
 from ..access.authenticate import key_headers, presented_key
 from ..errors import Forbidden, GuardRejection, PolicyError, Unauthenticated
@@ -28,7 +29,6 @@ from ..policy.model import AdminKey
 
 ADMIN_PREFIX = "/invguard/admin/blocks"
 ADMIN_KEYS_ENV = "INVGUARD_ADMIN_KEYS"
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def load_admin_keys(policy: Policy, environ: Any = None) -> list[AdminKey]:
@@ -71,7 +71,7 @@ class AdminEndpoints:
     def handles(self, path: str) -> bool:
         return self.enabled and (path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"))
 
-    async def __call__(self, scope: MutableMapping[str, Any], send: Send) -> GuardRejection | None:
+    async def __call__(self, scope: Scope, send: Send) -> GuardRejection | None:
         """Answer an admin request; return a rejection instead when it is not allowed."""
         try:
             key = presented_key(key_headers(scope["headers"]))

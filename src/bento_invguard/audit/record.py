@@ -30,8 +30,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..context import Decision, QueryContext
-from ..telemetry.bentoml_bridge import ModelInfo
 from ..telemetry.inputs import input_sha256, input_summary
+from ..telemetry.model_info import ModelInfo
 from ..telemetry.outcome import Outcome
 from .jsonsafe import json_safe
 

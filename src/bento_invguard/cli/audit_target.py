@@ -67,8 +67,8 @@ def _policy_target(path: Path) -> AuditTarget:
 
 def _service_target(spec: str, working_dir: Path) -> AuditTarget:
     service = _load_service(spec, working_dir)
-    from ..access import GuardMiddleware
     from ..integration.guard import GUARD_ATTR
+    from ..integration.middleware import GuardMiddleware
     from ..integration.protect import api_routes
 
     routes = {name: path for path, name in api_routes(service).items()}
@@ -119,7 +119,7 @@ def _output_contract(name: str, func: Any, pipeline: Any) -> str:
 def _load_service(spec: str, working_dir: Path) -> Any:
     """Import the service the way ``bentoml serve`` does (working dir on sys.path)."""
     import bentoml
-    from _bentoml_sdk import Service
+    from bentoml import Service
     from bentoml.exceptions import BentoMLException
 
     if not working_dir.is_dir():

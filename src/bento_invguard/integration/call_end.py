@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..access.responses import rejection_response
+from ..bentoml_bridge import current_bentoml_request
 from ..context import QueryContext
 from ..errors import GuardRejection
-from .bentoml_request import current_bentoml_request
+from .responses import rejection_response
 
 
 def refuse(ctx: QueryContext | None, rejection: GuardRejection) -> Any:

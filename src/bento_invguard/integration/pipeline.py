@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ..access import AccessControl, key_headers
+from ..access import AccessControl
+from ..bentoml_bridge import current_bentoml_request
 from ..context import QueryContext, current_query
 from ..errors import (
     Blocked,
     GuardConfigError,
     GuardRejection,
     InvalidInput,
-    PayloadTooLarge,
     Unauthenticated,
 )
 from ..hardening import OutputHardener
@@ -29,8 +29,8 @@ from ..validation import InputValidator, Profile
 from ..view import Judgement, SharedView
 from ..view.entries import CLASS, SILENT
 from ..view.setup import open_shared_view
-from .bentoml_request import current_bentoml_request
 from .call_end import Closing
+from .request_admission import admit_request
 
 LABEL_ONLY = Tier(output="label")
 logger = logging.getLogger("bento_invguard")
@@ -98,35 +98,10 @@ class GuardPipeline:
         self.recorder.start(ctx)
         return ctx
 
-    def admit(self, ctx: QueryContext, value: Any) -> None:
-        """Authenticate a query no middleware saw, then validate its input."""
+    def admit(self, ctx: QueryContext) -> None:
+        """Authenticate a query no middleware saw (under @protect the middleware has)."""
         if ctx.opened_by_guard:
-            self._admit_request(ctx)
-        self.check_input(ctx, value)
-
-    def _admit_request(self, ctx: QueryContext) -> None:
-        request = current_bentoml_request()
-        if request is None:  # opened_by_guard implies a request; fail closed all the same
-            raise ctx.reject(Unauthenticated("no request to authenticate"), "access")
-        try:  # the middleware's rule: a key header sent twice with two keys is refused
-            headers = key_headers(request.scope["headers"])
-        except GuardRejection as rejection:
-            raise ctx.reject(rejection, "access") from None
-        self.access.admit(ctx, headers)
-        self.access.gate(ctx)
-        declared = request.headers.get("content-length", "")
-        if (
-            declared.isascii()
-            and declared.isdigit()
-            and int(declared) > self.policy.input.max_body_bytes
-        ):
-            raise ctx.reject(
-                PayloadTooLarge(
-                    f"the body is {declared} bytes; the limit is "
-                    f"{self.policy.input.max_body_bytes} bytes"
-                ),
-                "body",
-            )
+            admit_request(ctx, self.access, self.policy.input.max_body_bytes)
 
     def check_input(self, ctx: QueryContext, value: Any) -> None:
         try:
@@ -140,10 +115,7 @@ class GuardPipeline:
     def _count_refused(self, ctx: QueryContext, value: Any) -> None:
         """Count the refused rows: at once in process, else awaited from a sync API's
         thread or scheduled from the event loop's own (the request is refused anyway)."""
-        try:
-            rows = len(value)
-        except TypeError:
-            rows = 1
+        rows = rows_sent(value)
         if self.monitor.in_process:
             run_without_io(self.monitor.observe_refused(ctx, rows))
             return
@@ -178,17 +150,19 @@ class GuardPipeline:
                 ctx.status = ctx.rejection.status if ctx.rejection else 200
             self.recorder.finish(ctx)
 
-    async def spend_rows(self, ctx: QueryContext) -> None:
-        """Spend the rows of the request not yet spent; refuse it whole if they don't fit."""
-        if ctx.via_http and ctx.rows > ctx.spent:
-            await self.limiter.spend(ctx, ctx.rows - ctx.spent)
+    async def spend_rows(self, ctx: QueryContext, value: Any) -> None:
+        """Spend the rows the request sent, whether they are answered or refused: the one
+        place rows are spent, before the input is checked. Refuses the request whole (429)
+        if they don't fit."""
+        if ctx.via_http and self.limiter.enabled:
+            ctx.rate = await self.limiter.spend(ctx, rows_sent(value))
 
-    def spend_rows_from_thread(self, ctx: QueryContext) -> None:
+    def spend_rows_from_thread(self, ctx: QueryContext, value: Any) -> None:
         """spend_rows for sync APIs, which BentoML runs in a worker thread of its event loop."""
-        if ctx.via_http and ctx.rows > ctx.spent and self.limiter.enabled:
+        if ctx.via_http and self.limiter.enabled:
             import anyio.from_thread
 
-            anyio.from_thread.run(self.spend_rows, ctx)
+            anyio.from_thread.run(self.spend_rows, ctx, value)
 
     async def judge(self, ctx: QueryContext, stream: bool = False) -> Judgement | None:
         """Judge the validated rows against every caller's recent queries, before the
@@ -297,3 +271,13 @@ class GuardPipeline:
         if isinstance(item, (str, bytes)):
             return item
         return self._degraded(ctx, item, self._truncate(ctx, item, 0))
+
+
+def rows_sent(value: Any) -> int:
+    """The rows a request sent, before they are checked: its length if it is a batch."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return 1
+    try:
+        return max(1, len(value))
+    except TypeError:
+        return 1

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ..access import GuardMiddleware
 from ..errors import GuardConfigError
 from ..policy import Policy
 from ..telemetry import ExplainHook, TelemetryOptions
 from .guard import GUARD_ATTR, SHARED_FIELD, _guard_with
+from .middleware import GuardMiddleware
 from .pipeline import GuardPipeline
 from .policy_source import resolve_policy
 from .quiet_logs import quiet_client_errors
@@ -55,7 +55,7 @@ def protect(
     endpoints by tier, refuses pickle and caps the body before it is read,
     and at startup puts a header screen in front of BentoML's own middleware
     (400 ``invalid_header`` for header bytes that it would fail to decode; see
-    :mod:`bento_invguard.access.header_screen`).
+    :mod:`bento_invguard.integration.header_screen`).
 
     ``policy_from`` (a model tag, ``bentoml.models.BentoModel`` or bentoml
     Model) takes the policy stored in that model with
@@ -187,7 +187,7 @@ def model_version_of(service: Any) -> Callable[[], str]:
     not be readable when the service module is imported) and never pulls a
     model over the network.
     """
-    from ..telemetry.bentoml_bridge import describe_models
+    from ..telemetry.model_info import describe_models
 
     resolved: list[str] = []
 
@@ -219,7 +219,7 @@ def _join(prefix: str | None, route: str) -> str:
 
 
 def _require_service(obj: Any) -> None:
-    from _bentoml_sdk.service import Service
+    from bentoml import Service
 
     if not isinstance(obj, Service):
         raise GuardConfigError(

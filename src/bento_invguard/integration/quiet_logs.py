@@ -15,10 +15,9 @@ import logging
 
 from pydantic import ValidationError
 
+from ..bentoml_bridge import BENTOML_HTTP_LOGGER
 from ..context import current_query
 from ..errors import GuardRejection
-
-BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
 
 
 class ClientErrorFilter(logging.Filter):
@@ -29,7 +28,7 @@ class ClientErrorFilter(logging.Filter):
         if isinstance(exc, (ValidationError, GuardRejection)):
             return False
         # BentoML failed before it called a guarded API: the body could not become its
-        # arguments, and the guard answers 422 (access.middleware._Responder).
+        # arguments, and the guard answers 422 (integration.responder.Responder).
         query = current_query()
         return not (
             exc is not None

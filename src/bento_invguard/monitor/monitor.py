@@ -17,7 +17,7 @@ from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures, is_memory, storage_uri
 from .history import SIGNALS, History, top_margin
-from .store import MonitorStore, RedisStore, UpdateContention, open_monitor_store
+from .store import MonitorStore, UpdateContention, open_monitor_store
 
 T = TypeVar("T")
 logger = logging.getLogger("bento_invguard")
@@ -86,12 +86,7 @@ class Monitor:
         if not self.enabled:
             return
         try:
-            key, store = self.key(ctx), self.store
-            if isinstance(store, RedisStore):
-                block, data = await self._bounded(store.blocked_and_read(key))
-                ctx.monitor_read = (key, data)
-            else:
-                block = await self._bounded(store.blocked(key))
+            block = await self._bounded(self.store.blocked(self.key(ctx)))
             self._forget_expired()
         except Exception as exc:
             self._storage_failed(ctx, exc)
@@ -237,14 +232,8 @@ class Monitor:
     async def _update(
         self, key: str, change: Callable[[History], None], ctx: QueryContext
     ) -> History:
-        """Apply ``change`` to the key's history and store it, without losing a concurrent one
-        (starting from what the block check read for this query, if it read this key)."""
-        read: Any = ...
-        if ctx.monitor_read is not None:
-            if ctx.monitor_read[0] == key:
-                read = ctx.monitor_read[1]
-            ctx.monitor_read = None  # once: a retry or a later update reads afresh
-        history, _ = await self._bounded(self.store.update(key, change, read))
+        """Apply ``change`` to the key's history and store it, without losing a concurrent one."""
+        history, _ = await self._bounded(self.store.update(key, change))
         return history
 
     async def _bounded(self, call: Coroutine[Any, Any, T]) -> T:

@@ -43,9 +43,7 @@ class Block(dict[str, Any]):
 class MonitorStore(Protocol):
     async def load(self, key: str) -> History | None: ...
     async def save(self, key: str, history: History) -> None: ...
-    async def update(
-        self, key: str, change: Callable[[History], T], read: Any = ...
-    ) -> tuple[History, T]: ...
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]: ...
     async def blocked(self, key: str) -> Block | None: ...
     async def block(self, key: str, seconds: int, reason: str) -> Block: ...
     async def blocks(self) -> list[Block]: ...
@@ -69,9 +67,7 @@ class MemoryStore:
     async def save(self, key: str, history: History) -> None:
         self.histories[key] = history
 
-    async def update(
-        self, key: str, change: Callable[[History], T], read: Any = ...
-    ) -> tuple[History, T]:
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
         history = self.histories.get(key) or History(self._window)
         result = change(history)
         self.histories[key] = history
@@ -136,15 +132,11 @@ class RedisStore:
     async def save(self, key: str, history: History) -> None:
         await self.client.set(self._k("h", key), history.to_bytes(), ex=self.state_ttl)
 
-    async def update(
-        self, key: str, change: Callable[[History], T], read: Any = ...
-    ) -> tuple[History, T]:
-        """``read``: the history's bytes as read a moment ago (:meth:`blocked_and_read`),
-        to start from without reading again; the compare-and-set still checks them."""
+    async def update(self, key: str, change: Callable[[History], T]) -> tuple[History, T]:
+        """Read, change and compare-and-set the history; redone if another query wrote first."""
         name = self._k("h", key)
         for attempt in range(UPDATE_ATTEMPTS):
-            data: bytes | None = await self.client.get(name) if read is ... else read
-            read = ...
+            data: bytes | None = await self.client.get(name)
             history = (
                 History(self.window) if data is None else History.from_bytes(data, self.window)
             )
@@ -161,11 +153,6 @@ class RedisStore:
     async def blocked(self, key: str) -> Block | None:
         data = await self.client.get(self._k("b", key))
         return None if data is None else Block(json.loads(data))
-
-    async def blocked_and_read(self, key: str) -> tuple[Block | None, bytes | None]:
-        """The key's block and its history's bytes, in one round trip."""
-        block, data = await self.client.mget(self._k("b", key), self._k("h", key))
-        return (None if block is None else Block(json.loads(block))), data
 
     async def block(self, key: str, seconds: int, reason: str) -> Block:
         block = Block(principal=key, until=self.clock() + seconds, reason=reason)

@@ -212,7 +212,7 @@ class RateLimiter:
             window.item, *window.identifiers
         )
 
-    async def spend(self, ctx: QueryContext, cost: int) -> None:
+    async def spend(self, ctx: QueryContext, cost: int) -> LimitStatus | None:
         """Spend ``cost`` rows for the query, or raise RateLimited / ServiceUnavailable.
 
         Fast path, one storage round trip: hit every window at once. Near a
@@ -220,10 +220,10 @@ class RateLimiter:
         request that would not fit is refused without spending anything.
         """
         if cost <= 0 or not self.enabled:
-            return
+            return None
         windows = self.windows(ctx)
         if not windows:
-            return
+            return None
         hint_key = windows[0].identifiers
         try:
             hint = self._hints.get(hint_key)
@@ -249,15 +249,11 @@ class RateLimiter:
             raise
         except Exception as exc:  # storage down, slow or refusing: the policy decides
             self._storage_failed(ctx, exc)
-            return
-        ctx.spent += cost
+            return None
         ctx.decide("rate_limit", "spent", str(cost))
         if after is not None:
-            ctx.rate = self._status(windows, after, hint_key)
-        elif self._in_process:
-            ctx.rate = await self._read_status(windows, hint_key)
-        else:
-            self._track_status(ctx, windows, hint_key)
+            return self._status(windows, after, hint_key)
+        return await self._read_status(windows, hint_key)
 
     def _one_step_hit(self) -> _OneStep | None:
         """The storage's hit-with-counts: in-process memory or plain Redis, for moving

@@ -1,8 +1,8 @@
 """Transparency: spans, metrics and the audit trail of every guarded query."""
 
 from . import attributes
-from .bentoml_bridge import ModelInfo
 from .metrics import GuardMetrics
+from .model_info import ModelInfo
 from .options import ExplainHook, TelemetryOptions
 from .recorder import Recorder
 

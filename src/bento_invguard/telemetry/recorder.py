@@ -13,8 +13,8 @@ import logging
 from ..audit import AuditEntry, AuditWriter, audit_writer
 from ..context import QueryContext
 from ..policy import Policy
-from .bentoml_bridge import ModelInfo, describe_models
 from .metrics import GuardMetrics
+from .model_info import ModelInfo, describe_models
 from .options import TelemetryOptions
 from .outcome import Outcome
 from .tracing import QueryTracer

@@ -15,9 +15,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ..bentoml_bridge import bentoml_tracer_provider
 from ..context import QueryContext
 from . import attributes as a
-from .bentoml_bridge import ModelInfo, bentoml_tracer_provider
+from .model_info import ModelInfo
 from .outcome import Outcome
 
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...bentoml_bridge import bentoml_home, worker_index
 from ...policy.observability import DEFAULT_AUDIT_PATH, AuditPolicy
-from ...telemetry.bentoml_bridge import bentoml_home, worker_index
 from .base import AuditSink
 from .bentoml_monitor import BentoMLMonitorSink
 from .jsonl import JsonlSink, shared_jsonl_sink

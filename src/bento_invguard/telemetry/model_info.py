@@ -1,16 +1,8 @@
-"""The one place telemetry reaches into BentoML's internals.
-
-BentoML builds its own tracer provider from the service's ``tracing``
-configuration and never sets it as the global provider, so spans must be
-started from it to join BentoML's traces. Everything here is read lazily, at
-the first query: at import time BentoML has not loaded the serving
-configuration yet, and the model store may not be readable.
-"""
+"""The served model's tag, version and age, as spans and audit records name them."""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,40 +25,6 @@ class ModelInfo:
             return None
         now = now or datetime.now(timezone.utc)
         return (now - self.created).total_seconds() / 86400.0
-
-
-def bentoml_tracer_provider() -> Any | None:
-    """The tracer provider of BentoML's own server spans, or ``None`` without BentoML."""
-    try:
-        from bentoml._internal.configuration.containers import BentoMLContainer
-
-        return BentoMLContainer.tracer_provider.get()
-    except Exception:  # BentoML missing or misconfigured: fall back to the global provider
-        logger.debug("bento_invguard: BentoML's tracer provider is unavailable", exc_info=True)
-        return None
-
-
-def worker_index() -> int:
-    """Index of this BentoML worker process (0 outside a BentoML server)."""
-    try:
-        from bentoml._internal.context import server_context
-
-        return int(server_context.worker_index or 0)
-    except Exception:
-        return 0
-
-
-def bentoml_home() -> str:
-    """BentoML's home directory (``$BENTOML_HOME``, default ``~/bentoml``)."""
-    home = os.environ.get("BENTOML_HOME")
-    if home:
-        return home
-    try:
-        from bentoml._internal.configuration.containers import BentoMLContainer
-
-        return str(BentoMLContainer.bentoml_home.get())
-    except Exception:
-        return os.path.join(os.path.expanduser("~"), "bentoml")
 
 
 def describe_models(models: Sequence[Any]) -> ModelInfo | None:

@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..context import QueryContext
 from ..errors import InvalidHeader
@@ -58,11 +60,6 @@ from .responses import send_rejection
 if TYPE_CHECKING:
     from .middleware import GuardMiddleware
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OnReject = Callable[[Scope, InvalidHeader], None]
 
 logger = logging.getLogger("bento_invguard")

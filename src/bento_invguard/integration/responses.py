@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..errors import GuardRejection
+from starlette.types import Send
 
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
+from ..errors import GuardRejection
 
 
 def rejection_payload(rejection: GuardRejection) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -1,11 +1,21 @@
-"""GuardMiddleware: the controls that run before the request body is parsed."""
+"""GuardMiddleware: the controls that run before the request body is parsed.
+
+It authenticates the caller, gates the endpoint by tier, refuses a blocked
+caller and BentoML's pickle media type, and caps the body. Everything that
+needs the parsed input (validation, rate limits counted in rows, the shared
+view, truncation, the monitor's update) runs in the pipeline, inside the API
+call (:mod:`.pipeline`).
+"""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..access import AccessControl, key_headers
 from ..context import QueryContext, active_query, current_query
 from ..errors import (
     Forbidden,
@@ -18,21 +28,16 @@ from ..monitor import Monitor
 from ..policy import DEFAULT_OPEN_PATHS, Policy
 from ..ratelimit import RateLimiter
 from ..telemetry import Recorder
-from .authenticate import AccessControl, key_headers
-from .responses import schema_error_detail, send_rejection
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .request_body import replay
+from .responder import Responder
+from .responses import send_rejection
 
 #: BentoML's internal serialisation; never accepted from outside.
 REFUSED_MEDIA_TYPES = frozenset({"application/vnd.bentoml+pickle"})
 
 
 class GuardMiddleware:
-    """Pure ASGI middleware: authenticate, gate by tier, rate-limit, refuse pickle, cap the body.
+    """Pure ASGI middleware: authenticate, gate by tier, refuse blocked callers, cap the body.
 
     ``routes`` maps each guarded API's path to its API name. Every other path
     also needs a key (fail closed) unless it is an open path: health,
@@ -67,8 +72,6 @@ class GuardMiddleware:
         self._open_exact = frozenset(p for p in patterns if not _is_glob(p))
         self._open_globs = tuple(p for p in patterns if _is_glob(p))
         self.max_body = policy.input.max_body_bytes
-        #: Where responses get their RateLimit-* headers from (None: no limits to report).
-        self._status_limiter = self.limiter if self.limiter.enabled else None
 
     def is_open(self, path: str) -> bool:
         if path in self.routes:
@@ -116,14 +119,12 @@ class GuardMiddleware:
                 self.access.gate(ctx)
                 if self.monitor.enabled:
                     await self.monitor.check_block(ctx)
-                if self.limiter.enabled:  # the request's first row, before the body is read
-                    await self.limiter.spend(ctx, 1)
                 content_types, content_lengths = _body_headers(scope["headers"])
                 _refuse_media_type(ctx, content_types)
                 body = await self._read_body(ctx, content_lengths, receive)
                 if body is None:  # the client went away
                     return
-                receive = _replay(body, receive)
+                receive = replay(body, receive)
         except GuardRejection as rejection:
             if ctx.rejection is None:  # raised without ctx.reject (malformed key headers)
                 ctx.reject(rejection, "access")
@@ -139,7 +140,7 @@ class GuardMiddleware:
         # the query at the end, so it is freed as soon as it is answered.
         state = scope.setdefault("state", {})
         state["invguard"] = ctx
-        responder = _Responder(ctx, send, self._status_limiter)
+        responder = Responder(ctx, send)
         try:
             with active_query(ctx):
                 try:
@@ -245,107 +246,3 @@ def _refuse_media_type(ctx: QueryContext, content_types: list[bytes]) -> None:
                 ),
                 "body",
             )
-
-
-def _encode(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-class _Responder:
-    """Wraps ``send`` so a guard decision can still replace the app's response.
-
-    The response start is held until the first body chunk: if by then a guard
-    control has rejected the query (possibly by raising inside a stream), the
-    client gets the rejection instead. BentoML's own 400 for a body that fails
-    the API schema becomes a 422 ``invalid_input`` in the contract's form, and
-    so does a 500 that BentoML gives before it called the API function: that
-    is BentoML failing to parse or dispatch this request's body (a multipart
-    body without a boundary, a ``**kwargs`` key such as ``self`` or ``func``),
-    not the model failing.
-    """
-
-    __slots__ = ("_held", "_replaced", "_schema_error", "ctx", "limiter", "send", "started")
-
-    def __init__(self, ctx: QueryContext, send: Send, limiter: RateLimiter | None = None) -> None:
-        self.ctx = ctx
-        self.send = send
-        self.limiter = limiter
-        self.started = False  # something has gone to the client
-        self._replaced = False
-        self._held: Message | None = None
-        self._schema_error: list[bytes] | None = None
-
-    async def __call__(self, message: Message) -> None:
-        if self._replaced:
-            return
-        if message["type"] == "http.response.start":
-            self._held = message
-            if self.ctx.endpoint is not None and self.ctx.rejection is None:
-                status = message["status"]
-                if status == 400 or (status == 500 and not self.ctx.api_called):
-                    self._schema_error = []
-            return
-        if self._schema_error is not None:
-            self._schema_error.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                if self._held is not None and self._held["status"] == 400:
-                    detail = schema_error_detail(b"".join(self._schema_error))
-                else:
-                    detail = "the request body could not be turned into the API's arguments"
-                await self._replace(self.ctx.reject(InvalidInput("schema", detail), "validate"))
-            return
-        if not self.started:
-            if self.ctx.rejection is not None:
-                await self._replace(self.ctx.rejection)
-                return
-            await self._start()
-        await self.send(message)
-
-    async def _rate_headers(self) -> list[tuple[bytes, bytes]]:
-        status = await self.limiter.status(self.ctx) if self.limiter else None
-        return _encode(status.headers()) if status else []
-
-    async def _start(self) -> None:
-        self.started = True
-        if self._held is not None:
-            self.ctx.status = self._held["status"]
-            extra = await self._rate_headers()
-            if extra:
-                self._held["headers"] = [*self._held.get("headers", []), *extra]
-            await self.send(self._held)
-
-    async def _replace(self, rejection: GuardRejection) -> None:
-        self.started = self._replaced = True
-        self.ctx.status = rejection.status
-        await send_rejection(self.send, rejection)
-
-    def release(self) -> None:
-        """Let go of the query and the response once it is answered (see ``_guarded``).
-
-        The response is over by then: anything sent after it is dropped.
-        """
-        self._replaced = True
-        self._held = None
-        del self.ctx
-
-    async def flush(self) -> None:
-        """Send a held start that no body followed (an empty response)."""
-        if self.started or self._held is None:
-            return
-        if self.ctx.rejection is not None:
-            await self._replace(self.ctx.rejection)
-        else:
-            await self._start()
