@@ -90,12 +90,9 @@ def open_async_storage(policy: Policy) -> Any:
 
     uri = storage_uri(policy)
     options: dict[str, Any] = dict(policy.storage_options)
-    if is_memory(uri):
-        from .ratelimit.memory import SweepingMemoryStorage
-
-        return SweepingMemoryStorage(uri, **options)
-    options = {**REDIS_DEFAULTS, "implementation": "redispy", **options}
-    options["wrap_exceptions"] = True
+    if not is_memory(uri):
+        options = {**REDIS_DEFAULTS, "implementation": "redispy", **options}
+        options["wrap_exceptions"] = True
     try:
         return storage_from_string("async+" + uri.removeprefix("async+"), **options)
     except ConfigurationError as exc:

@@ -16,7 +16,7 @@ from ..errors import (
 )
 from ..monitor import Monitor
 from ..policy import DEFAULT_OPEN_PATHS, Policy
-from ..ratelimit import RateLimiter
+from ..ratelimit import LimitStatus, RateLimiter
 from ..telemetry import Recorder
 from .authenticate import AccessControl, key_headers
 from .responses import schema_error_detail, send_rejection
@@ -117,7 +117,8 @@ class GuardMiddleware:
                 if self.monitor.enabled:
                     await self.monitor.check_block(ctx)
                 if self.limiter.enabled:  # the request's first row, before the body is read
-                    await self.limiter.spend(ctx, 1)
+                    ctx.rate = await self.limiter.spend(ctx, 1)
+                    ctx.spent += 1
                 content_types, content_lengths = _body_headers(scope["headers"])
                 _refuse_media_type(ctx, content_types)
                 body = await self._read_body(ctx, content_lengths, receive)
@@ -315,8 +316,8 @@ class _Responder:
         await self.send(message)
 
     async def _rate_headers(self) -> list[tuple[bytes, bytes]]:
-        status = await self.limiter.status(self.ctx) if self.limiter else None
-        return _encode(status.headers()) if status else []
+        status = self.ctx.rate
+        return _encode(status.headers()) if isinstance(status, LimitStatus) else []
 
     async def _start(self) -> None:
         self.started = True

@@ -181,7 +181,9 @@ class GuardPipeline:
     async def spend_rows(self, ctx: QueryContext) -> None:
         """Spend the rows of the request not yet spent; refuse it whole if they don't fit."""
         if ctx.via_http and ctx.rows > ctx.spent:
-            await self.limiter.spend(ctx, ctx.rows - ctx.spent)
+            rows = ctx.rows - ctx.spent
+            ctx.rate = await self.limiter.spend(ctx, rows) or ctx.rate
+            ctx.spent += rows
 
     def spend_rows_from_thread(self, ctx: QueryContext) -> None:
         """spend_rows for sync APIs, which BentoML runs in a worker thread of its event loop."""
