@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -125,7 +126,8 @@ def _storage_error_types() -> tuple[type[BaseException], ...]:
 
     found: list[type[BaseException]] = [
         OSError,  # ConnectionError and socket errors
-        TimeoutError,  # asyncio.TimeoutError too
+        TimeoutError,
+        asyncio.TimeoutError,  # the same class from Python 3.11 on, not before
         StorageError,
         ConfigurationError,
         StorageContention,

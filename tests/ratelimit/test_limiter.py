@@ -189,3 +189,29 @@ def test_no_window_no_storage() -> None:
         return await limiter.spend(other, 3)
 
     assert asyncio.run(run()) is None
+
+
+def test_memory_keeps_only_live_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """limits' own sweep drops the windows of callers gone quiet: after two days only
+    the latest caller's windows are left in memory (the clock is moved, not waited for)."""
+    now = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+
+    async def run() -> tuple[int, int, int, int]:
+        storage = MemoryStorage()
+        limiter = _limiter("5/second;10/minute;1000/day", storage)
+        for i in range(200):
+            await limiter.spend(_ctx(f"p{i}"), 2)
+        busy = (len(storage.events), len(storage.storage))
+        now[0] += 2 * 86400
+        await limiter.spend(_ctx("late"), 1)
+        while storage.timer is not None and not storage.timer.done():
+            await storage.timer  # the sweep that call started
+        await limiter.spend(_ctx("late"), 1)  # and the sweep it starts sees the old ones gone
+        while storage.timer is not None and not storage.timer.done():
+            await storage.timer
+        return (*busy, len(storage.events), len(storage.storage))
+
+    events, counters, events_after, counters_after = asyncio.run(run())
+    assert (400, 200) == (events, counters)  # two moving windows and a day budget each
+    assert (2, 1) == (events_after, counters_after)
