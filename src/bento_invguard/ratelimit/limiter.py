@@ -20,8 +20,9 @@ refused in step 1 spends nothing. The residual race: when a hit in step 2
 refuses, rows already taken by moving windows or sliding window counters
 hit before it stay spent (limits has no public call that removes them), so
 the caller loses up to ``rows`` of room in those windows until they slide
-past; it never gains room. Ordering the windows tightest first makes this
-need two windows that both lose their room between steps 1 and 2.
+past; it never gains room. It needs two such windows and one hit after the
+first to lose its room between steps 1 and 2; hitting the window with least
+room first makes that the less likely case.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ STRATEGIES: dict[str, Callable[[Storage], strategies.RateLimiter]] = {
 #: storages give rows back as ``incr`` by a negative amount, which on a window that
 #: expired in between would start the next window below zero (room for more than
 #: its limit). A window about to end is left as it is: its caller loses at most the
-#: refused rows, for at most this long.
+#: refused rows, for at most this long. (Left open: a stall of more than this between
+#: reading the expiry and the refund reaching Redis, exactly as the window ends.)
 REFUND_MARGIN_SECONDS = 1.0
 logger = logging.getLogger("bento_invguard")
 
