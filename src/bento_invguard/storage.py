@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -90,12 +91,9 @@ def open_async_storage(policy: Policy) -> Any:
 
     uri = storage_uri(policy)
     options: dict[str, Any] = dict(policy.storage_options)
-    if is_memory(uri):
-        from .ratelimit.memory import SweepingMemoryStorage
-
-        return SweepingMemoryStorage(uri, **options)
-    options = {**REDIS_DEFAULTS, "implementation": "redispy", **options}
-    options["wrap_exceptions"] = True
+    if not is_memory(uri):
+        options = {**REDIS_DEFAULTS, "implementation": "redispy", **options}
+        options["wrap_exceptions"] = True
     try:
         return storage_from_string("async+" + uri.removeprefix("async+"), **options)
     except ConfigurationError as exc:
@@ -128,7 +126,8 @@ def _storage_error_types() -> tuple[type[BaseException], ...]:
 
     found: list[type[BaseException]] = [
         OSError,  # ConnectionError and socket errors
-        TimeoutError,  # asyncio.TimeoutError too
+        TimeoutError,
+        asyncio.TimeoutError,  # the same class from Python 3.11 on, not before
         StorageError,
         ConfigurationError,
         StorageContention,

@@ -1,6 +1,7 @@
 """Two `bentoml serve` workers sharing state through a real Redis.
 
-Limits are exact across workers, a block issued by one worker is enforced by
+Limits are exact across workers (and a day budget counts the answered rows
+only: what a lost race took from it is given back), a block issued by one worker is enforced by
 the other, and a Redis outage follows the policy (closed: 503) then recovers.
 """
 
@@ -19,6 +20,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from bento_invguard import generate_key
 
@@ -35,6 +39,7 @@ from .conftest import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 LIMIT = 10  # public rows per minute in this test's policy
+DAY = 1000  # and per day
 
 
 @dataclass
@@ -43,6 +48,7 @@ class TwoWorkers:
     keys: dict[str, str]
     x_test: np.ndarray
     log_path: Path
+    redis_url: str
 
     def post(self, key_id: str, rows: Any) -> httpx.Response:
         body = json.dumps({"x": np.asarray(rows).tolist()})
@@ -72,7 +78,7 @@ def two_workers(
     )
     policy = yaml.safe_load((app_dir / "invguard.yaml").read_text())
     policy["storage"] = redis_server.url
-    policy["tiers"]["public"]["rate_limit"] = f"{LIMIT}/minute"
+    policy["tiers"]["public"]["rate_limit"] = f"{LIMIT}/minute;{DAY}/day"
     policy["tiers"]["trusted"]["rate_limit"] = "1000/minute"
     (app_dir / "invguard.yaml").write_text(yaml.safe_dump(policy))
     keys = {f"it-public-{n}": generate_key() for n in range(4)}
@@ -87,7 +93,7 @@ def two_workers(
     proc, base_url = launch_serve(app_dir, env, log_path)
     try:
         wait_ready(proc, base_url, log_path)
-        yield TwoWorkers(base_url, keys, x_test, log_path)
+        yield TwoWorkers(base_url, keys, x_test, log_path, redis_server.url)
     finally:
         stop_process_tree(proc)
 
@@ -112,6 +118,13 @@ def test_exactly_the_limit_is_admitted_across_two_workers(two_workers: TwoWorker
         got = Counter(s for k, s in statuses if k == key_id)
         assert {200: LIMIT, 429: 15 - LIMIT} == dict(got), key_id
     assert {"1", "2"} <= two_workers.workers_that_answered()
+    # The day budget, read with limits' own strategy, counts the answered rows only.
+    day = FixedWindowRateLimiter(storage_from_string(two_workers.redis_url))
+    for key_id in ("it-public-0", "it-public-1", "it-public-2", "it-public-3"):
+        stats = day.get_window_stats(
+            parse(f"{DAY}/day"), "invguard", "fixed-window", "principal", key_id
+        )
+        assert DAY - LIMIT == stats.remaining, key_id
 
 
 def test_a_chain_spread_over_keys_and_workers_gets_silent_answers(

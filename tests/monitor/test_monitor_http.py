@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from bento_invguard import Policy, protect
+from bento_invguard import Policy, guard, protect
 
 from ..conftest import forget_bentoml_metrics, policy_dict
 
@@ -30,6 +30,23 @@ def build(tier_keys: dict[str, str], **monitor: Any) -> Any:
             return e / e.sum(axis=1, keepdims=True)
 
     return Watched
+
+
+def build_guard_alone(tier_keys: dict[str, str]) -> Any:
+    """The same service with @guard only: no middleware in front of the API."""
+    policy = Policy.model_validate(policy_dict(tier_keys, monitor={}))
+
+    @bentoml.service(name="watched_alone")
+    class WatchedAlone:
+        @bentoml.api
+        @guard(policy)
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=float)
+            z = np.stack([x[:, 0], x[:, 1], x[:, 2] * 0.5, x[:, 3] * 0.2], axis=1)
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+
+    return WatchedAlone
 
 
 def probe_stream(n: int) -> list[list[float]]:
@@ -78,3 +95,17 @@ def test_degraded_principal_sees_labels_only(tier_keys: dict[str, str]) -> None:
         ]
         assert not set(np.unique(answers[0])) <= {0.0, 1.0}  # full scores at first
         assert set(np.unique(answers[-1])) <= {0.0, 1.0}  # labels once degraded
+
+
+def test_guard_alone_refuses_a_blocked_key(tier_keys: dict[str, str]) -> None:
+    """Without @protect's middleware, @guard itself refuses a key the monitor blocked."""
+    forget_bentoml_metrics()
+    app = build_guard_alone(tier_keys).to_asgi()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        statuses = [post(client, tier_keys["trusted"], row).status_code for row in probe_stream(60)]
+        first_block = statuses.index(403)
+        assert all(s == 403 for s in statuses[first_block:])
+        refused = post(client, tier_keys["trusted"], [1.0, 2.0, 3.0, 4.0]).json()
+        # Refused at admission, before the model, by the block itself.
+        assert "blocked" == refused["error"] and "after probing was detected" in refused["detail"]
+        assert 200 == post(client, tier_keys["partner"], [1.0, 2.0, 3.0, 4.0]).status_code

@@ -91,8 +91,8 @@ def test_rows_spend_the_budget(tier_keys: dict[str, str], strategy: str) -> None
         too_many = call(client, tier_keys["public"], rows=7)
         assert 429 == too_many.status_code
         assert "needs" in too_many.json()["detail"]
-        # The refused batch spent only the request's first row (counted before the body).
-        assert 200 == call(client, tier_keys["public"], rows=5).status_code
+        # The refused batch spent nothing: the 6 rows left are there to spend.
+        assert 200 == call(client, tier_keys["public"], rows=6).status_code
         assert 429 == call(client, tier_keys["public"], rows=1).status_code
 
 
@@ -149,3 +149,17 @@ def test_redis_outage_follows_the_policy(
             redis_server.start()
         assert 200 == call(client, tier_keys["public"]).status_code
         assert "3" == call(client, tier_keys["public"]).headers["ratelimit-remaining"]
+
+
+def test_refused_rows_are_spent(tier_keys: dict[str, str]) -> None:
+    """Rows the input checks refuse are spent too: probing with bad rows is not free."""
+    with serve(tier_keys, public_limit="10/minute") as client:
+        bad = client.post(
+            "/predict",
+            content=json.dumps({"x": [[float("1e308") * 10] * len(ROW)] * 3}),
+            headers={"X-API-Key": tier_keys["public"]},
+        )
+        assert 400 <= bad.status_code < 500 and 429 != bad.status_code
+        answered = call(client, tier_keys["public"], rows=1)
+        assert 200 == answered.status_code
+        assert "6" == answered.headers["ratelimit-remaining"]  # 10 - 3 refused - 1 answered

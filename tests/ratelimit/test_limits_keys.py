@@ -1,5 +1,4 @@
-"""The limiter calls the storage directly for moving and fixed windows: the keys and
-counts must stay exactly what limits' own strategies read and write."""
+"""The keys and counts the limiter writes are what limits' own strategies read."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 
 from bento_invguard import Policy, QueryContext
 from bento_invguard.ratelimit import RateLimiter
-from bento_invguard.ratelimit.limiter import NAMESPACE
+from bento_invguard.ratelimit.windows import NAMESPACE
 
 
 def spend_and_read(storage_uri: str) -> tuple[list[int], list[int]]:
@@ -26,7 +25,12 @@ def spend_and_read(storage_uri: str) -> tuple[list[int], list[int]]:
                 await limiter.spend(ctx, cost)
             moving = MovingWindowRateLimiter(limiter.storage)
             fixed = FixedWindowRateLimiter(limiter.storage)
-            ours = [(await limiter._stats(w)).remaining for w in limiter.windows(ctx)]
+            ours = [
+                (
+                    await limiter.strategy(w.strategy).get_window_stats(w.item, *w.identifiers)
+                ).remaining
+                for w in limiter.windows(ctx)
+            ]
             theirs = [
                 (await moving.get_window_stats(parse("50/minute"), NAMESPACE, "moving-window",
                                                "principal", "alice")).remaining,

@@ -120,19 +120,17 @@ def _wrap(
                 refuse_unsupported(endpoint, method)
             checked_classes.add(owner)
 
-    # In order: authenticate (if no middleware did), spend the rows sent, check them.
+    # In order: admit (authenticate if no middleware did, spend the rows sent), check them.
     def admit_sync(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         check_arguments(ctx, kwargs)
         value = locate(args, kwargs)
-        pipeline.admit(ctx)
-        pipeline.spend_rows_from_thread(ctx, value)
+        pipeline.admit_from_thread(ctx, value)
         pipeline.check_input(ctx, value)
 
     async def admit_async(ctx: QueryContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         check_arguments(ctx, kwargs)
         value = locate(args, kwargs)
-        pipeline.admit(ctx)
-        await pipeline.spend_rows(ctx, value)
+        await pipeline.admit(ctx, value)
         pipeline.check_input(ctx, value)
 
     def harden_item(ctx: QueryContext, item: Any) -> Any:

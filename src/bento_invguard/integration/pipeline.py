@@ -98,10 +98,23 @@ class GuardPipeline:
         self.recorder.start(ctx)
         return ctx
 
-    def admit(self, ctx: QueryContext) -> None:
-        """Authenticate a query no middleware saw (under @protect the middleware has)."""
+    async def admit(self, ctx: QueryContext, value: Any) -> None:
+        """Admit a query before its input is checked: a query no middleware saw is
+        authenticated and checked for a block here (under @protect the middleware has);
+        then the rows it sent are spent, answered or refused, in this one place.
+        Refuses the request whole (429) if they don't fit."""
         if ctx.opened_by_guard:
             admit_request(ctx, self.access, self.policy.input.max_body_bytes)
+            await self.monitor.check_block(ctx)
+        if ctx.via_http and self.limiter.enabled:
+            ctx.rate = await self.limiter.spend(ctx, rows_sent(value))
+
+    def admit_from_thread(self, ctx: QueryContext, value: Any) -> None:
+        """admit for sync APIs, which BentoML runs in a worker thread of its event loop."""
+        if ctx.opened_by_guard or (ctx.via_http and self.limiter.enabled):
+            import anyio.from_thread
+
+            anyio.from_thread.run(self.admit, ctx, value)
 
     def check_input(self, ctx: QueryContext, value: Any) -> None:
         try:
@@ -149,20 +162,6 @@ class GuardPipeline:
             if ctx.status is None:
                 ctx.status = ctx.rejection.status if ctx.rejection else 200
             self.recorder.finish(ctx)
-
-    async def spend_rows(self, ctx: QueryContext, value: Any) -> None:
-        """Spend the rows the request sent, whether they are answered or refused: the one
-        place rows are spent, before the input is checked. Refuses the request whole (429)
-        if they don't fit."""
-        if ctx.via_http and self.limiter.enabled:
-            ctx.rate = await self.limiter.spend(ctx, rows_sent(value))
-
-    def spend_rows_from_thread(self, ctx: QueryContext, value: Any) -> None:
-        """spend_rows for sync APIs, which BentoML runs in a worker thread of its event loop."""
-        if ctx.via_http and self.limiter.enabled:
-            import anyio.from_thread
-
-            anyio.from_thread.run(self.spend_rows, ctx, value)
 
     async def judge(self, ctx: QueryContext, stream: bool = False) -> Judgement | None:
         """Judge the validated rows against every caller's recent queries, before the

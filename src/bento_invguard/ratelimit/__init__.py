@@ -1,5 +1,6 @@
 """Rate limits and query budgets per principal and per endpoint."""
 
-from .limiter import LimitStatus, RateLimiter
+from .limiter import RateLimiter
+from .status import LimitStatus
 
 __all__ = ["LimitStatus", "RateLimiter"]
