@@ -73,9 +73,10 @@ import yaml
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-sys.path.insert(0, str(REPO))
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
 
-from tests.integration.conftest import (  # noqa: E402
+from support.serving import (  # noqa: E402
     copy_example,
     launch_serve,
     load_module,

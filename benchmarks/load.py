@@ -1,8 +1,13 @@
-"""Load: 200 principals at once against a guarded service (2 workers, Redis) and unguarded.
+"""Load on Redis: what a rate-limit spend costs, and 200 principals at once on two workers.
 
-    .venv/bin/python benchmarks/load.py        # 1.5-2.5 minutes on 2 cores; needs redis-server
+    .venv/bin/python benchmarks/load.py               # ~3 minutes on 2 cores; needs redis-server
+    .venv/bin/python benchmarks/load.py --quick       # ~1.5 minutes
+    .venv/bin/python benchmarks/load.py --spend-only  # ~30 s; Redis rows only with redis-server
 
-Bounded and loopback only. In a temp dir it
+First, in process (``support/spend.py``): microseconds per ``RateLimiter.spend``
+for memory and Redis storage and every strategy, Redis commands per spend and
+bytes per principal (``benchmarks/results/spend.json``). Then, bounded and
+loopback only, in a temp dir it
 
 1. copies ``examples/digits`` twice and trains the model once (each server
    gets its own copy of the BentoML home: ``bentoml serve`` wipes its
@@ -29,14 +34,13 @@ workers share the counts through Redis), both workers answered.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,8 +53,8 @@ from typing import Any
 import httpx
 import numpy as np
 import yaml
-from serving import Server
-from tests.integration.conftest import copy_example, free_port
+from support import spend
+from support.serving import RedisServer, Server, copy_example
 
 from bento_invguard import Profile, generate_key, hash_key
 
@@ -69,37 +73,10 @@ WARMUP = 300
 BUDGET_S = 170.0  # no new round starts past this (setup included)
 TIERS = ("public", "partner", "trusted")
 GENEROUS_LIMIT = "1000/second;1000000/day"
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
 
 
 def log(message: str) -> None:
     print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class Redis:
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.url = f"redis://{HOST}:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", HOST, *NO_PERSISTENCE, str(workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise SystemExit("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- setup
@@ -286,12 +263,29 @@ def table(rows: list[list[str]]) -> str:
 
 
 # ---------------------------------------------------------------- main
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 500 requests a leg")
+    parser.add_argument(
+        "--spend-only", action="store_true", help="only the in-process rate-limit spend cost"
+    )
+    args = parser.parse_args(argv)
+    spent = spend.measure(quick=args.quick)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "spend.json").write_text(json.dumps(spent, indent=1))
+    print(spend.report(spent) + "\n")
+    if args.spend_only:
+        return 0
+    return load(rounds=2 if args.quick else ROUNDS, per_leg=500 if args.quick else REQUESTS_PER_LEG)
+
+
+def load(rounds: int, per_leg: int) -> int:
+    """The HTTP load and the limits phase; 0 if every check holds."""
     began = time.monotonic()
     info = machine()
     scratch = Path(tempfile.mkdtemp(prefix="invguard-load-"))
     servers: list[Server] = []
-    redis: Redis | None = None
+    redis: RedisServer | None = None
     try:
         guarded_dir = copy_example(scratch / "guarded" / "digits")
         plain_dir = copy_example(scratch / "plain" / "digits")
@@ -302,7 +296,7 @@ def main() -> int:
             homes[name] = scratch / f"home_{name}"
             shutil.copytree(scratch / "home_train" / "models", homes[name] / "models")
         shutil.copy(guarded_dir / "digits.profile.json", plain_dir / "digits.profile.json")
-        redis = Redis(scratch)
+        redis = RedisServer(scratch)
         two_workers(guarded_dir / "service.py", guarded=True)
         two_workers(plain_dir / "service.py", guarded=False)
         guarded_policy(guarded_dir / "invguard.yaml", redis.url)
@@ -321,14 +315,14 @@ def main() -> int:
         legs: dict[str, list[dict[str, Any]]] = {"unguarded": [], "guarded": []}
         cpu: dict[str, float] = {"unguarded": 0.0, "guarded": 0.0}
         rounds_done = 0
-        for r in range(ROUNDS):
+        for r in range(rounds):
             if time.monotonic() - began > BUDGET_S:
                 log(f"budget reached: stopping after {rounds_done} rounds")
                 break
             order = [plain, guarded] if r % 2 == 0 else [guarded, plain]
             for server in order:
                 name = "unguarded" if server is plain else "guarded"
-                jobs = traffic.take(REQUESTS_PER_LEG)
+                jobs = traffic.take(per_leg)
                 before = server.cpu_seconds()
                 leg = asyncio.run(drive(server.url, jobs))
                 cpu[name] += server.cpu_seconds() - before
@@ -362,7 +356,7 @@ def main() -> int:
             "limited_sends": LIMITED_SENDS,
             "concurrency": CONCURRENCY,
             "rounds": rounds_done,
-            "requests_per_leg": REQUESTS_PER_LEG,
+            "requests_per_leg": per_leg,
             "workers": 2,
             "storage": "redis (local redis-server)",
         },

@@ -15,8 +15,8 @@ never queried): success is the share the judge recognises as their target.
 from __future__ import annotations
 
 import numpy as np
-from attacks import Refused, nes_inversion
 
+from .attacks import Refused, nes_inversion
 from .datasets import Dataset
 from .ways import Stream
 
