@@ -30,8 +30,8 @@ A cost per request is then estimated as ``Ir + 10 * L1 misses + 100 * LL
 misses + 15 * mispredicted branches`` (cycles, a usual rough model). It is a
 model: it ranks changes reliably, but the measured CPU ratio of
 ``overhead.py`` has come out a few points lower than the model's.
-Writes ``benchmarks/results/cycles.json`` (git-ignored); a run takes about
-3 minutes.
+Writes ``benchmarks/results/cycles.json`` (git-ignored); a run takes 4 to 10
+minutes, depending on the machine's load.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .example import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def summary_us(samples_ns: list[int] | np.ndarray) -> dict[str, float]:
