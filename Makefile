@@ -38,16 +38,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
-## Every benchmark; figures go to benchmarks/results/ and docs/benchmarks.md
+## The five benchmarks (about an hour on 2 cores); figures go to benchmarks/results/.
+## load.py's HTTP part needs redis-server, cycles.py needs valgrind.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/ratelimit.py
 	$(BIN)/python benchmarks/detection.py --targets 1 --cost
-	$(BIN)/python benchmarks/telemetry.py
 	$(BIN)/python benchmarks/efficacy.py
-	$(BIN)/python benchmarks/insitu.py
-	$(BIN)/python benchmarks/model_cost.py
-	$(BIN)/python benchmarks/cold_steps.py
+	@if command -v redis-server >/dev/null; then $(BIN)/python benchmarks/load.py; \
+	else echo "benchmarks/load.py: no redis-server, in-process figures only"; \
+	$(BIN)/python benchmarks/load.py --spend-only; fi
 	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/cycles.py; \
 	else echo "skipping benchmarks/cycles.py: it needs valgrind (apt-get install valgrind)"; fi
 

@@ -30,8 +30,8 @@ A cost per request is then estimated as ``Ir + 10 * L1 misses + 100 * LL
 misses + 15 * mispredicted branches`` (cycles, a usual rough model). It is a
 model: it ranks changes reliably, but the measured CPU ratio of
 ``overhead.py`` has come out a few points lower than the model's.
-Writes ``benchmarks/results/cycles.json`` (git-ignored); a run takes about
-3 minutes.
+Writes ``benchmarks/results/cycles.json`` (git-ignored); a run takes 4 to 10
+minutes, depending on the machine's load.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import overhead as ov  # sets BENTOML_HOME to its scratch dir, which this script removes
 import yaml
-from serving import TARGET
-from tests.integration.conftest import free_port
+from support import example as ov  # sets BENTOML_HOME to a scratch dir, removed at the end
+from support.report import machine, publish, table
+from support.serving import TARGET, free_port
 
 RESULTS = ov.REPO / "benchmarks" / "results" / "cycles.json"
 REQUESTS = 200  # instrumented requests per leg
@@ -208,7 +208,7 @@ def report(results: dict[str, Any]) -> str:
         if leg != "unguarded":
             added = [f"+{figures[c] - base[c]:,.0f}" for c in columns]
             rows.append([f"{leg}, added", *added, ""])
-    return ov.table(rows)
+    return table(rows)
 
 
 def main() -> None:
@@ -216,9 +216,9 @@ def main() -> None:
     if missing:
         raise SystemExit(f"needs {', '.join(missing)} (Debian: apt-get install valgrind)")
     started = time.monotonic()
-    scratch = ov._SCRATCH
+    scratch = ov.SCRATCH
     results: dict[str, Any] = {
-        "machine": ov.machine(),
+        "machine": machine(),
         "requests_per_leg": REQUESTS,
         "weights": WEIGHTS,
         "legs": {},
@@ -236,7 +236,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
-    ov.publish(report(results), results, RESULTS)
+    publish(report(results), results, RESULTS)
 
 
 if __name__ == "__main__":

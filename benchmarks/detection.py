@@ -49,7 +49,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from support import crowd, evasion, inversion, scoring  # noqa: E402
 from support.datasets import NAMES, Dataset, load  # noqa: E402
-from support.detection_cost import cost_table  # noqa: E402
+from support.extras import Extra, add_options, run_selected  # noqa: E402
 from support.service import (  # noqa: E402
     BareOracle,
     KeyRing,
@@ -60,6 +60,11 @@ from support.service import (  # noqa: E402
 from support.ways import WAYS, Stream  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "detection.json"
+#: Further measurements, one option each (support/extras.py); their figures go to
+#: benchmarks/results/<option>.json.
+EXTRAS = (
+    Extra("--cost", "support.detection_cost", "cost_table", "time detection per query (~3 min)"),
+)
 ATTACKS = (*evasion.EVASION, *inversion.INVERSION)
 SEED = 7
 
@@ -227,9 +232,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("refuse", "silent"),
         help="monitor.on_detect (default: the policy's)",
     )
-    p.add_argument(
-        "--cost", action="store_true", help="also time detection per query in process (~3 min)"
-    )
+    add_options(p, EXTRAS)
     p.add_argument("--output", type=Path, default=RESULTS)
     p.add_argument("--rescore", type=Path, help="print the tables of a saved results file")
     args = p.parse_args(argv)
@@ -260,8 +263,10 @@ def rescore(path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run, print, save."""
     args = parse(argv)
-    if args.rescore:
-        rescore(args.rescore)
+    if args.rescore or args.only_extras:
+        if args.rescore:
+            rescore(args.rescore)
+        run_selected(args, EXTRAS, RESULTS.parent)
         return
     size = settings(args)
     started = time.perf_counter()
@@ -285,13 +290,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{size['budget']} rows per stream; {result['seconds']} s)"
     )
     report(result)
-    if args.cost:
-        table, result["cost"] = cost_table()
-        print("\n## Cost of detection per one-row query, in process (memory://)\n")
-        print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1, default=str))
     print(f"\nresults: {args.output}")
+    run_selected(args, EXTRAS, RESULTS.parent)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""Load: 200 principals at once against a guarded service (2 workers, Redis) and unguarded.
+"""Load on Redis: what a rate-limit spend costs, and 200 principals at once on two workers.
 
-    .venv/bin/python benchmarks/load.py        # 1.5-2.5 minutes on 2 cores; needs redis-server
+    .venv/bin/python benchmarks/load.py               # ~3 minutes on 2 cores; needs redis-server
+    .venv/bin/python benchmarks/load.py --quick       # ~1.5 minutes
+    .venv/bin/python benchmarks/load.py --spend-only  # ~30 s; Redis rows only with redis-server
 
-Bounded and loopback only. In a temp dir it
+First, in process (``support/spend.py``): microseconds per ``RateLimiter.spend``
+for memory and Redis storage and every strategy, Redis commands per spend and
+bytes per principal (``benchmarks/results/spend.json``). Then, bounded and
+loopback only, in a temp dir it
 
 1. copies ``examples/digits`` twice and trains the model once (each server
    gets its own copy of the BentoML home: ``bentoml serve`` wipes its
@@ -29,14 +34,12 @@ workers share the counts through Redis), both workers answered.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,252 +49,70 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
-import yaml
-from serving import Server
-from tests.integration.conftest import copy_example, free_port
-
-from bento_invguard import Profile, generate_key, hash_key
+from support import report, spend
+from support.load_traffic import (
+    CONCURRENCY,
+    GENEROUS,
+    LIMITED,
+    LIMITED_LIMIT,
+    Job,
+    Traffic,
+    digit_bodies,
+    drive,
+    guarded_policy,
+    make_keys,
+    merge,
+    server_env,
+    summary,
+    train,
+    two_workers,
+)
+from support.serving import RedisServer, Server, copy_example
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 
-GENEROUS = 190  # principals with limits out of reach, spread over the three tiers
-LIMITED = 10  # principals of the "limited" tier
-LIMITED_LIMIT = 20  # rows an hour
 LIMITED_SENDS = 32  # requests each limited principal sends
-CONCURRENCY = 16
 ROUNDS = 6
 REQUESTS_PER_LEG = 2000
 WARMUP = 300
 BUDGET_S = 170.0  # no new round starts past this (setup included)
-TIERS = ("public", "partner", "trusted")
-GENEROUS_LIMIT = "1000/second;1000000/day"
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no", "--dir")
 
 
 def log(message: str) -> None:
     print(f"[load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-class Redis:
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.url = f"redis://{HOST}:{self.port}/0"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", HOST, *NO_PERSISTENCE, str(workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise SystemExit("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
-# ---------------------------------------------------------------- setup
-def two_workers(service: Path, *, guarded: bool) -> None:
-    text = service.read_text()
-    text = text.replace(
-        '@bentoml.service(name="digits_classifier")',
-        '@bentoml.service(name="digits_classifier", workers=2)',
-    )
-    if not guarded:
-        text = text.replace('@protect("invguard.yaml")\n', "")
-    assert "workers=2" in text and (guarded or "@protect" not in text)
-    service.write_text(text)
-
-
-def guarded_policy(path: Path, storage: str) -> None:
-    policy = yaml.safe_load(path.read_text())
-    policy["storage"] = storage
-    for tier in TIERS:
-        policy["tiers"][tier]["rate_limit"] = GENEROUS_LIMIT
-    policy["tiers"]["limited"] = {
-        "output": "label",
-        "endpoints": ["predict"],
-        "rate_limit": f"{LIMITED_LIMIT}/hour",
-    }
-    path.write_text(yaml.safe_dump(policy))
-
-
-def make_keys() -> dict[str, tuple[str, str]]:
-    """principal id -> (tier, raw key)."""
-    keys = {f"load-{TIERS[i % 3]}-{i}": (TIERS[i % 3], generate_key()) for i in range(GENEROUS)}
-    keys.update({f"load-limited-{i}": ("limited", generate_key()) for i in range(LIMITED)})
-    return keys
-
-
-def server_env(home: Path, keys: dict[str, tuple[str, str]]) -> dict[str, str]:
-    env = dict(os.environ, BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("INVGUARD_POLICY", None)
-    env.pop("INVGUARD_STORAGE", None)
-    env["INVGUARD_KEYS"] = json.dumps(
-        [{"id": pid, "sha256": hash_key(key), "tier": tier} for pid, (tier, key) in keys.items()]
-    )
-    return env
-
-
-def train(app_dir: Path, home: Path) -> None:
-    env = dict(os.environ, BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
-    subprocess.run(
-        [sys.executable, "train.py"],
-        cwd=app_dir,
-        env=env,
-        check=True,
-        timeout=180,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def digit_bodies(app_dir: Path) -> list[bytes]:
-    """One-row bodies of every digit that passes the example's reference profile."""
-    from sklearn.datasets import load_digits
-
-    profile = Profile.load(app_dir / "digits.profile.json")
-    rows = load_digits().data.astype(np.float64)
-    return [
-        json.dumps({"x": [row.tolist()]}).encode()
-        for row in rows
-        if profile.first_violation(row[None, :]) is None
-    ]
-
-
-# ---------------------------------------------------------------- driving
-Job = tuple[str, str, bytes]  # (principal id, raw key, body)
-
-
-async def drive(url: str, jobs: list[Job]) -> dict[str, Any]:
-    """Send ``jobs`` with CONCURRENCY in flight; latencies, statuses (per principal too)."""
-    latencies: list[int] = []
-    statuses: Counter[int] = Counter()
-    per_principal: dict[str, Counter[int]] = {}
-    bad: list[str] = []
-    cursor = 0
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as client:
-        await asyncio.gather(*(client.get("/livez") for _ in range(CONCURRENCY)))
-
-        async def worker() -> None:
-            nonlocal cursor
-            clock = time.perf_counter_ns
-            while cursor < len(jobs):
-                principal, key, body = jobs[cursor]
-                cursor += 1
-                headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-                t0 = clock()
-                response = await client.post("/predict", content=body, headers=headers)
-                latencies.append(clock() - t0)
-                statuses[response.status_code] += 1
-                per_principal.setdefault(principal, Counter())[response.status_code] += 1
-                if response.status_code >= 500 and len(bad) < 5:
-                    bad.append(f"{response.status_code} {response.text[:200]}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - started
-    return {
-        "requests": len(jobs),
-        "seconds": elapsed,
-        "latencies_ns": latencies,
-        "statuses": statuses,
-        "per_principal": per_principal,
-        "server_errors": bad,
-    }
-
-
-class Traffic:
-    """Generous principals in turn, each sending digits it has not sent before."""
-
-    def __init__(self, keys: dict[str, tuple[str, str]], bodies: list[bytes]) -> None:
-        self.generous = [(p, k) for p, (t, k) in keys.items() if t != "limited"]
-        self.limited = [(p, k) for p, (t, k) in keys.items() if t == "limited"]
-        self.bodies = bodies
-        self.count = 0
-
-    def take(self, n: int) -> list[Job]:
-        jobs = []
-        for _ in range(n):
-            principal, key = self.generous[self.count % len(self.generous)]
-            jobs.append((principal, key, self.bodies[self.count % len(self.bodies)]))
-            self.count += 1
-        return jobs
-
-
-def summary(leg: dict[str, Any]) -> dict[str, Any]:
-    ms = np.asarray(leg["latencies_ns"], dtype=np.float64) / 1e6
-    return {
-        "requests": leg["requests"],
-        "seconds": round(leg["seconds"], 3),
-        "rps": round(leg["requests"] / leg["seconds"], 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p90_ms": round(float(np.percentile(ms, 90)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "max_ms": round(float(ms.max()), 2),
-        "statuses": {str(k): v for k, v in sorted(leg["statuses"].items())},
-    }
-
-
-def merge(legs: list[dict[str, Any]]) -> dict[str, Any]:
-    statuses: Counter[int] = Counter()
-    for leg in legs:
-        statuses.update(leg["statuses"])
-    return {
-        "requests": sum(leg["requests"] for leg in legs),
-        "seconds": sum(leg["seconds"] for leg in legs),
-        "latencies_ns": [ns for leg in legs for ns in leg["latencies_ns"]],
-        "statuses": statuses,
-    }
-
-
 def machine() -> dict[str, Any]:
-    import bentoml
-
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
-        return out.stdout
-
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "bentoml": bentoml.__version__,
-        "redis": subprocess.run(
-            ["redis-server", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
-        "commit": git("rev-parse", "HEAD").strip() or None,
-        "changed_files": [line[3:] for line in git("status", "--porcelain", "-uno").splitlines()],
-    }
-
-
-def table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(lines)
+    redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+    return {**report.machine(), "redis": redis.stdout.strip()}
 
 
 # ---------------------------------------------------------------- main
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 500 requests a leg")
+    parser.add_argument(
+        "--spend-only", action="store_true", help="only the in-process rate-limit spend cost"
+    )
+    args = parser.parse_args(argv)
+    spent = spend.measure(quick=args.quick)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "spend.json").write_text(json.dumps(spent, indent=1))
+    print(spend.report(spent) + "\n")
+    if args.spend_only:
+        return 0
+    return load(rounds=2 if args.quick else ROUNDS, per_leg=500 if args.quick else REQUESTS_PER_LEG)
+
+
+def load(rounds: int, per_leg: int) -> int:
+    """The HTTP load and the limits phase; 0 if every check holds."""
     began = time.monotonic()
     info = machine()
     scratch = Path(tempfile.mkdtemp(prefix="invguard-load-"))
     servers: list[Server] = []
-    redis: Redis | None = None
+    redis: RedisServer | None = None
     try:
         guarded_dir = copy_example(scratch / "guarded" / "digits")
         plain_dir = copy_example(scratch / "plain" / "digits")
@@ -302,7 +123,7 @@ def main() -> int:
             homes[name] = scratch / f"home_{name}"
             shutil.copytree(scratch / "home_train" / "models", homes[name] / "models")
         shutil.copy(guarded_dir / "digits.profile.json", plain_dir / "digits.profile.json")
-        redis = Redis(scratch)
+        redis = RedisServer(scratch)
         two_workers(guarded_dir / "service.py", guarded=True)
         two_workers(plain_dir / "service.py", guarded=False)
         guarded_policy(guarded_dir / "invguard.yaml", redis.url)
@@ -321,14 +142,14 @@ def main() -> int:
         legs: dict[str, list[dict[str, Any]]] = {"unguarded": [], "guarded": []}
         cpu: dict[str, float] = {"unguarded": 0.0, "guarded": 0.0}
         rounds_done = 0
-        for r in range(ROUNDS):
+        for r in range(rounds):
             if time.monotonic() - began > BUDGET_S:
                 log(f"budget reached: stopping after {rounds_done} rounds")
                 break
             order = [plain, guarded] if r % 2 == 0 else [guarded, plain]
             for server in order:
                 name = "unguarded" if server is plain else "guarded"
-                jobs = traffic.take(REQUESTS_PER_LEG)
+                jobs = traffic.take(per_leg)
                 before = server.cpu_seconds()
                 leg = asyncio.run(drive(server.url, jobs))
                 cpu[name] += server.cpu_seconds() - before
@@ -362,7 +183,7 @@ def main() -> int:
             "limited_sends": LIMITED_SENDS,
             "concurrency": CONCURRENCY,
             "rounds": rounds_done,
-            "requests_per_leg": REQUESTS_PER_LEG,
+            "requests_per_leg": per_leg,
             "workers": 2,
             "storage": "redis (local redis-server)",
         },
@@ -419,7 +240,7 @@ def main() -> int:
 
     cpu_ms = results["server_cpu_ms_per_request"]
     print(
-        table(
+        report.table(
             [
                 [
                     "service (2 workers)",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from attacks import Refused
 
+from .attacks import Refused
 from .datasets import Dataset
 from .ways import Stream
 

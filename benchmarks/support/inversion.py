@@ -1,6 +1,6 @@
 """The project's own inversion attacks, run through a :class:`~support.ways.Stream`.
 
-- ``nes``: NES inversion from full scores (``benchmarks/attacks.py``,
+- ``nes``: NES inversion from full scores (``support/attacks.py``,
   trusted tier), one target class per stream, from a ``blank`` (all-zero)
   input or from a ``natural`` held-out input of another class;
 - ``revcorr``: label-only reverse correlation (public tier; the algorithm of
@@ -15,8 +15,8 @@ never queried): success is the share the judge recognises as their target.
 from __future__ import annotations
 
 import numpy as np
-from attacks import Refused, nes_inversion
 
+from .attacks import Refused, nes_inversion
 from .datasets import Dataset
 from .ways import Stream
 

@@ -130,7 +130,11 @@ def fit_profile(dataset: Dataset, folder: Path) -> Path:
 
 
 def forget_bentoml_metrics() -> None:
-    """Unregister BentoML's Prometheus collectors so another service app can be built."""
+    """Unregister BentoML's Prometheus collectors so another service app can be built.
+
+    prometheus_client has no public way to list a registry's collectors, so this
+    reads its private map; a benchmark-only helper, never used by the library.
+    """
     from prometheus_client import REGISTRY
 
     for collector, names in list(REGISTRY._collector_to_names.items()):

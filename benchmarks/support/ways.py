@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from attacks import Refused, Rejected
 
+from .attacks import Refused, Rejected
 from .service import KeyRing, LinearSoftmax, Oracle, bare_answer
 
 Watch = Callable[[np.ndarray, np.ndarray], None]
