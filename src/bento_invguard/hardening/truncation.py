@@ -119,13 +119,14 @@ def _keep_winner_strict(
     unless that would push non-negative scores below zero, then it is raised.
     """
     index = np.arange(out.shape[0])
-    quantum = out.dtype.type(10.0**-decimals)
     top = out[index, winners]
-    others = out.copy()
-    others[index, winners] = -np.inf
-    conflict = others.max(axis=1) >= top
+    # A conflict: some score besides the winner's reaches it.
+    conflict = (out >= top[:, np.newaxis]).sum(axis=1) > 1
     if not conflict.any():
         return out
+    quantum = out.dtype.type(10.0**-decimals)
+    others = out.copy()
+    others[index, winners] = -np.inf
     lowest = out.dtype.type(0.0) if nonnegative else out.dtype.type(-np.inf)
     top = np.where(conflict & (top - quantum < lowest), lowest + quantum, top)
     cap = np.maximum(np.minimum(top - quantum, np.nextafter(top, -np.inf)), lowest)
