@@ -45,7 +45,7 @@ def test_values_are_read_and_typed(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("{nope", "INVGUARD_ADMIN_KEYS: not valid JSON"),
+        ("{nope", "variable INVGUARD_ADMIN_KEYS: not a JSON list of keys"),
         ('[{"id": "ops"}]', "INVGUARD_ADMIN_KEYS.0.sha256: Field required"),
         (
             '[{"id": "ops", "sha256": "xyz"}]',
@@ -92,7 +92,7 @@ def test_environment_false_reads_no_variable(
     monkeypatch.setenv("INVGUARD_ADMIN_KEYS", "{broken")
     assert 3 == len(load_keys(policy, environment=False))
     assert [] == load_admin_keys(policy, environment=False)
-    with pytest.raises(PolicyError, match="INVGUARD_KEYS: not valid JSON"):
+    with pytest.raises(PolicyError, match="variable INVGUARD_KEYS: not a JSON list of keys"):
         load_keys(policy)
 
 

@@ -140,7 +140,7 @@ def test_env_keys_must_be_json_of_known_tiers(
     """Broken JSON or unknown tiers in the key variable are startup errors."""
     policy = policy_from_mapping(policy_dict(tier_keys, keys_from={"env": "K"}))
     monkeypatch.setenv("K", "{nope")
-    with pytest.raises(PolicyError, match="K: not valid JSON"):
+    with pytest.raises(PolicyError, match="variable K: not a JSON list of keys"):
         load_keys(policy)
     monkeypatch.setenv("K", json.dumps([{"id": "x", "sha256": hash_key("x"), "tier": "gold"}]))
     with pytest.raises(PolicyError, match="no tier named 'gold'"):

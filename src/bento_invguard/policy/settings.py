@@ -77,10 +77,10 @@ def _key_list_settings(variable: str) -> type[BaseSettings]:
 
 
 def _describe(exc: ValidationError | SettingsError, variable: Callable[[str], str]) -> str:
-    if isinstance(exc, SettingsError):  # a value that is not JSON, for a list
+    if isinstance(exc, SettingsError):  # not JSON, for a list of keys (the only lists)
         named = re.search(r'field "([^"]+)"', str(exc))
         name = variable(named.group(1) if named else "?")
-        return f"invalid environment variable:\n  {name}: not valid JSON: {exc.__cause__}"
+        return f"environment variable {name}: not a JSON list of keys: {exc.__cause__}"
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         field, *rest = [str(part) for part in error["loc"]] or ["?"]
