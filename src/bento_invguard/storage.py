@@ -14,8 +14,8 @@ from typing import Any
 from .context import QueryContext
 from .errors import GuardConfigError, GuardRejection, InternalError, ServiceUnavailable
 from .policy import Policy
+from .policy.settings import environment_settings
 
-STORAGE_ENV = "INVGUARD_STORAGE"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 logger = logging.getLogger("bento_invguard")
 
@@ -28,9 +28,10 @@ REDIS_DEFAULTS: dict[str, float | int | bool] = {
 
 
 def storage_uri(policy: Policy, environ: Any = None) -> str:
-    """The policy's storage URI, overridden by INVGUARD_STORAGE, with ${VAR} expanded."""
+    """The policy's storage URI, overridden by INVGUARD_STORAGE, with ${VAR} expanded
+    from ``environ`` (the process environment by default)."""
     environ = os.environ if environ is None else environ
-    uri = environ.get(STORAGE_ENV) or policy.storage
+    uri = environment_settings().storage or policy.storage
 
     def expand(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -35,7 +35,7 @@ def test_init_writes_a_policy_and_keys_that_load(run: Run, tmp_path: Path) -> No
 
     keys = printed_keys(result.out)
     assert {"public", "partner", "trusted"} == set(keys)
-    ring = KeyRing((k.id, k.sha256, k.tier) for k in load_keys(policy, environ={}))
+    ring = KeyRing((k.id, k.sha256, k.tier) for k in load_keys(policy, environment=False))
     for tier, (key_id, key) in keys.items():
         principal = ring.lookup(key)
         assert principal is not None and (key_id, tier) == (principal.id, principal.tier)
@@ -114,7 +114,9 @@ def test_init_makes_an_admin_key_that_the_admin_endpoints_accept(run: Run, tmp_p
     assert found is not None, result.out
     key_id, key = found.groups()
     policy = Policy.from_file(tmp_path / "invguard.yaml")
-    assert [(key_id, hash_key(key))] == [(k.id, k.sha256) for k in load_admin_keys(policy, {})]
+    assert [(key_id, hash_key(key))] == [
+        (k.id, k.sha256) for k in load_admin_keys(policy, environment=False)
+    ]
     assert key not in (tmp_path / "keys.yaml").read_text()
 
 
@@ -139,5 +141,5 @@ def test_the_demo_setup_makes_an_admin_key(
     admin_key = setup.demo_keys()["admin"]  # type: ignore[attr-defined]
     assert f"/invguard/admin/blocks -H 'Authorization: Bearer {admin_key}'" in out
     policy = Policy.from_file(tmp_path / "invguard.yaml")
-    assert [hash_key(admin_key)] == [k.sha256 for k in load_admin_keys(policy, {})]
-    assert 3 == len(load_keys(policy, environ={}))
+    assert [hash_key(admin_key)] == [k.sha256 for k in load_admin_keys(policy, environment=False)]
+    assert 3 == len(load_keys(policy, environment=False))

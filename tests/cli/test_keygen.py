@@ -34,7 +34,9 @@ def test_keygen_appends_a_key_that_authenticates(run: Run, project: Path) -> Non
     assert before == after[:-1]
     assert {"id": "acme", "sha256": hash_key(key), "tier": "partner"} == after[-1]
     policy = Policy.from_file(project / "invguard.yaml")
-    principal = KeyRing((k.id, k.sha256, k.tier) for k in load_keys(policy, {})).lookup(key)
+    principal = KeyRing(
+        (k.id, k.sha256, k.tier) for k in load_keys(policy, environment=False)
+    ).lookup(key)
     assert principal is not None
     assert ("acme", "partner") == (principal.id, principal.tier)
 
@@ -158,7 +160,7 @@ def test_keygen_admin_adds_an_admin_key_and_keeps_the_tier_keys(run: Run, projec
     key = result.out.strip()
     assert before == entries(keys_file)
     policy = Policy.from_file(project / "invguard.yaml")
-    admin = load_admin_keys(policy, {})
+    admin = load_admin_keys(policy, environment=False)
     assert ["admin-1", "ops"] == [k.id for k in admin]
     assert hash_key(key) == admin[-1].sha256
     again = run("keygen", "--admin", "--id", "ops", "--policy", project / "invguard.yaml")

@@ -15,13 +15,16 @@ from bento_invguard.storage import open_async_storage, redacted, storage_uri
 from ..conftest import policy_dict
 
 
-def test_environment_overrides_and_expands(tier_keys: dict[str, str]) -> None:
+def test_environment_overrides_and_expands(
+    tier_keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """INVGUARD_STORAGE replaces the URI; ${VAR} in it is expanded from the environment."""
     policy = Policy.model_validate(policy_dict(tier_keys, storage="redis://:${PW}@cache:6379/0"))
     assert "redis://:s3cret@cache:6379/0" == storage_uri(policy, {"PW": "s3cret"})
-    assert "memory://" == storage_uri(policy, {"INVGUARD_STORAGE": "memory://"})
     with pytest.raises(GuardConfigError, match="not set"):
         storage_uri(policy, {})
+    monkeypatch.setenv("INVGUARD_STORAGE", "memory://")
+    assert "memory://" == storage_uri(policy, {})
 
 
 def test_passwords_are_redacted() -> None:

@@ -108,7 +108,9 @@ def test_missing_and_malformed_files_are_clear(tmp_path: Path) -> None:
         Policy.from_file(scalar)
 
 
-def test_keys_from_file_and_env(tmp_path: Path, tier_keys: dict[str, str]) -> None:
+def test_keys_from_file_and_env(
+    tmp_path: Path, tier_keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Keys are read from the named file (relative to the policy) and the environment."""
     (tmp_path / "keys.yaml").write_text(
         yaml.safe_dump({"keys": [{"id": "filed", "sha256": hash_key("f"), "tier": "partner"}]})
@@ -117,8 +119,9 @@ def test_keys_from_file_and_env(tmp_path: Path, tier_keys: dict[str, str]) -> No
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(data))
     policy = Policy.from_file(path)
-    env = {"MY_KEYS": json.dumps([{"id": "env", "sha256": hash_key("e"), "tier": "trusted"}])}
-    keys = load_keys(policy, env)
+    env_keys = [{"id": "env", "sha256": hash_key("e"), "tier": "trusted"}]
+    monkeypatch.setenv("MY_KEYS", json.dumps(env_keys))
+    keys = load_keys(policy)
     assert ["filed", "env"] == [k.id for k in keys]
 
 
@@ -128,17 +131,21 @@ def test_required_key_file_missing_refuses_to_start(
     """A key file the policy requires must exist (fail closed)."""
     data = policy_dict(tier_keys, keys_from={"file": "nope.yaml", "env": None})
     with pytest.raises(PolicyError, match="nope.yaml: file not found"):
-        load_keys(policy_from_mapping(data, base_dir=tmp_path), {})
+        load_keys(policy_from_mapping(data, base_dir=tmp_path), environment=False)
 
 
-def test_env_keys_must_be_json_of_known_tiers(tier_keys: dict[str, str]) -> None:
+def test_env_keys_must_be_json_of_known_tiers(
+    tier_keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Broken JSON or unknown tiers in the key variable are startup errors."""
     policy = policy_from_mapping(policy_dict(tier_keys, keys_from={"env": "K"}))
-    with pytest.raises(PolicyError, match="variable K: not a JSON list"):
-        load_keys(policy, {"K": "{nope"})
-    bad_tier = json.dumps([{"id": "x", "sha256": hash_key("x"), "tier": "gold"}])
+    monkeypatch.setenv("K", "{nope")
+    with pytest.raises(PolicyError, match="variable K: not a JSON list of keys"):
+        load_keys(policy)
+    monkeypatch.setenv("K", json.dumps([{"id": "x", "sha256": hash_key("x"), "tier": "gold"}]))
     with pytest.raises(PolicyError, match="no tier named 'gold'"):
-        load_keys(policy, {"K": bad_tier})
-    clash = json.dumps([{"id": "user-public", "sha256": hash_key("x"), "tier": "public"}])
+        load_keys(policy)
+    clash = [{"id": "user-public", "sha256": hash_key("x"), "tier": "public"}]
+    monkeypatch.setenv("K", json.dumps(clash))
     with pytest.raises(PolicyError, match="id is used by two keys"):
-        load_keys(policy, {"K": clash})
+        load_keys(policy)

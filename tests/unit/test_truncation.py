@@ -105,6 +105,14 @@ def test_logits_top_k_stays_below_winner() -> None:
     assert 0 == int(np.argmax(out))
 
 
+@pytest.mark.parametrize("mode", ["top_k", "rounded"])
+def test_huge_scores_stay_finite(mode: str) -> None:
+    """A score too large to scale for rounding is kept as it is, never turned into inf."""
+    scores = np.array([[1.7e308, -1.7e308, 0.5]])
+    out = truncate(scores, mode, k=3, decimals=2)
+    assert [[1.7e308, -1.7e308, 0.5]] == out.tolist()
+
+
 @pytest.mark.parametrize("bad", [np.zeros((2, 2, 2)), np.zeros((3, 0))])
 def test_bad_shapes_raise(bad: np.ndarray) -> None:
     """Scores must be (n, classes)."""
@@ -123,59 +131,6 @@ one_row = hnp.arrays(
 )
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    scores=one_row,
-    mode=st.sampled_from(("top_k", "rounded", "label")),
-    k=st.integers(1, 12),
-    decimals=st.one_of(st.integers(0, 6), st.integers(-2, 25)),
-)
-def test_one_row_path_equals_the_array_path(
-    scores: np.ndarray, mode: str, k: int, decimals: int
-) -> None:
-    """One float64 row takes a path in Python floats; it must give the array path's bits."""
-    from bento_invguard.hardening import truncation
-
-    with np.errstate(all="ignore"):  # both paths warn alike on overflow
-        fast = truncate(scores, mode, k=k, decimals=decimals)
-        winners = np.argmax(scores, axis=1)
-        if mode == "top_k":
-            array = truncation._top_k(scores, k, decimals, winners)
-        elif mode == "rounded":
-            array = truncation._rounded(scores, decimals, winners)
-        else:
-            array = truncation._label(scores, winners)
-    assert fast.dtype == array.dtype and fast.shape == array.shape
-    np.testing.assert_array_equal(fast, array)
-    assert (np.signbit(fast) == np.signbit(array)).all()
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    values=st.lists(
-        st.one_of(
-            st.floats(allow_nan=False, allow_infinity=False),
-            st.floats(-10.0, 10.0),
-            st.integers(-20000, 20000).map(lambda i: i / 1000 + 0.0005),  # half-way points
-            st.sampled_from([0.0, -0.0, 0.125, -0.375, 2.5, 1e300, -1e300, 5e-324]),
-        ),
-        min_size=1,
-        max_size=12,
-    ),
-    decimals=st.integers(0, 22),
-)
-def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int) -> None:
-    """The one-row path's rounding gives np.round's bits, signs of zero included."""
-    from bento_invguard.hardening.truncation import _rounded_floats
-
-    row = np.asarray(values, dtype=np.float64)
-    with np.errstate(all="ignore"):  # x * 10**d may overflow, in both
-        ours = np.asarray(_rounded_floats(values, decimals))
-        numpys = np.round(row, decimals)
-    np.testing.assert_array_equal(ours, numpys)
-    assert (np.signbit(ours) == np.signbit(numpys)).all()
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     scores=st.one_of(
@@ -187,7 +142,7 @@ def test_rounding_in_python_floats_is_numpys(values: list[float], decimals: int)
     )
 )
 def test_the_predicted_classes_are_argmax(scores: np.ndarray) -> None:
-    """Whatever the mode, and whichever path (one row in floats, or arrays) answers."""
+    """Whatever the mode, for one row (NaN and infinities included) or many."""
     from bento_invguard.hardening.truncation import MODES, truncate_and_predict
 
     for mode in MODES:

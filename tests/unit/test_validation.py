@@ -141,7 +141,7 @@ def test_profile_fit_refuses_bad_data() -> None:
     finite=st.booleans(),
 )
 def test_a_batch_passes_exactly_when_every_value_is_allowed(rows: np.ndarray, finite: bool) -> None:
-    """The two-reduction fast path never passes a batch the value-by-value checks refuse."""
+    """A batch passes the finite and range checks exactly when every value is allowed."""
     spec = InputPolicy(shape=(3,), dtype="number", finite=finite, min=-5.0, max=5.0)
     values = rows.astype(np.float64)
     # finite: false lets NaN through (no comparison holds for it); infinities still
@@ -197,3 +197,47 @@ def test_a_profile_refusal_names_the_row_and_feature() -> None:
         check(spec, [[0.2, 0.2, 0.2], [0.2, 0.99, 0.2]], profile)
     assert "profile" == refused.value.check
     assert [1, 1] == refused.value.body()["position"]
+
+
+def test_a_passing_batch_is_returned_as_is(
+    profile: Profile, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Integers, float32 and float64 rows pass unchanged; one decision, the rows counted."""
+    _, x_test = digits
+    spec = InputPolicy(shape=(64,), dtype="number", min=0.0, max=16.0, max_rows=2)
+    validator = InputValidator(spec, profile)
+    for value in (x_test[:2], x_test[:2].astype(np.int64), x_test[:2].astype(np.float32)):
+        ctx = QueryContext(endpoint="predict")
+        assert value is validator(ctx, value)
+        assert 2 == ctx.rows
+        assert [("validate", "pass", "2 rows")] == [
+            (d.control, d.outcome, d.detail) for d in ctx.decisions
+        ]
+    with pytest.raises(InvalidInput, match="3 rows in one request; at most 2"):
+        validator(QueryContext(endpoint="predict"), x_test[:3])
+
+
+def test_the_policy_range_applies_inside_the_profile(profile: Profile) -> None:
+    """A value the profile allows but the policy's max does not is a range refusal."""
+    spec = InputPolicy(shape=(64,), dtype="float", min=0.0, max=15.0)
+    row = np.asarray(profile.mean)[None, :].copy()
+    check(spec, row, profile)
+    feature = int(np.argmax(profile.upper))
+    row[0, feature] = 15.5
+    with pytest.raises(InvalidInput) as refused:
+        check(spec, row, profile)
+    assert "range" == refused.value.check
+    assert [0, feature] == refused.value.body()["position"]
+
+
+def test_image_profiles_name_the_pixel(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    """Rows of (8, 8) images: real ones pass, noise is refused at [row, i, j] or [row]."""
+    x_train, x_test = digits
+    images = Profile.fit(x_train.reshape(-1, 8, 8))
+    spec = InputPolicy(shape=(8, 8), dtype="float", min=0.0, max=16.0)
+    check(spec, x_test.reshape(-1, 8, 8)[:5], images)
+    noisy = x_test.reshape(-1, 8, 8) + np.random.default_rng(1).normal(0, 3, (450, 8, 8))
+    with pytest.raises(InvalidInput) as refused:
+        check(spec, np.clip(noisy, 0.0, 16.0), images)
+    assert "profile" == refused.value.check
+    assert len(refused.value.body()["position"]) in (1, 3)

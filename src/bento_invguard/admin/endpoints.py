@@ -11,7 +11,6 @@ admin key configured the paths do not exist (404).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -25,23 +24,22 @@ from ..keys import KeyRing
 from ..monitor import Monitor
 from ..policy import Policy
 from ..policy.loading import format_validation_error, read_document
-from ..policy.model import AdminKey
+from ..policy.model import AdminKey, key_clash
+from ..policy.settings import environment_settings
 
 ADMIN_PREFIX = "/invguard/admin/blocks"
-ADMIN_KEYS_ENV = "INVGUARD_ADMIN_KEYS"
 
 
-def load_admin_keys(policy: Policy, environ: Any = None) -> list[AdminKey]:
+def load_admin_keys(policy: Policy, *, environment: bool = True) -> list[AdminKey]:
     """The policy's ``admin_keys``, the ``admin_keys`` section of its key file
-    (``keys_from.file``: what ``invguard keygen --admin`` writes) and INVGUARD_ADMIN_KEYS."""
-    environ = os.environ if environ is None else environ
+    (``keys_from.file``: what ``invguard keygen --admin`` writes) and, unless
+    ``environment`` is False, INVGUARD_ADMIN_KEYS."""
     keys = [*policy.admin_keys, *_key_file_admin_keys(policy)]
-    raw = environ.get(ADMIN_KEYS_ENV)
-    if raw:
-        try:
-            keys += TypeAdapter(list[AdminKey]).validate_json(raw)
-        except ValidationError as exc:
-            raise PolicyError(f"environment variable {ADMIN_KEYS_ENV}: {exc}") from None
+    if environment:
+        keys += environment_settings().admin_keys
+    clash = key_clash(keys)
+    if clash is not None:
+        raise PolicyError(f"admin keys: {clash}")
     return keys
 
 

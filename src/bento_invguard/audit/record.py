@@ -90,13 +90,10 @@ class AuditEntry:
             scores=ctx.scores,
         )
 
-    def to_record(self, *, full: bool = False, summary: Any = ...) -> dict[str, Any]:
-        """The JSON-ready record; raw input and full scores only when ``full``.
-
-        ``summary``: the input's :func:`input_summary` if already computed (the
-        writer computes a batch's at once)."""
+    def to_record(self, *, full: bool = False) -> dict[str, Any]:
+        """The JSON-ready record; raw input and full scores only when ``full``."""
         outcome = self.outcome
-        summary = input_summary(self.input) if summary is ... else summary
+        summary = input_summary(self.input)
         if summary is not None:
             digest = outcome.input_sha256 or input_sha256(self.input)
             summary = {"sha256": digest, **summary}

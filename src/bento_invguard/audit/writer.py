@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..telemetry.inputs import input_summaries
 from ..telemetry.metrics import GuardMetrics
 from .explain import Explainer
 from .record import AuditEntry
@@ -176,15 +175,11 @@ class AuditWriter:
 
     def _write(self, entries: list[AuditEntry]) -> None:
         records = []
-        try:
-            summaries: list[Any] = input_summaries([entry.input for entry in entries])
-        except Exception:  # then each entry on its own, as below
-            summaries = [...] * len(entries)
-        for entry, summary in zip(entries, summaries, strict=True):
+        for entry in entries:
             try:
                 if self.explainer is not None and entry.flagged:
                     entry.explanations = self.explainer(entry.input, entry.scores)
-                records.append(entry.to_record(full=self.full, summary=summary))
+                records.append(entry.to_record(full=self.full))
             except Exception as exc:  # one odd query must not cost the batch
                 self._failed(1, exc)
         if not records:

@@ -124,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         [admin_entry],
     )
     policy = Policy.from_file(policy_path)
-    load_keys(policy, environ={})  # what we wrote must load
-    load_admin_keys(policy, environ={})
+    load_keys(policy, environment=False)  # what we wrote must load
+    load_admin_keys(policy, environment=False)
 
     print(f"wrote {policy_path} and {keys_path} (key digests only)")
     print("API keys, shown once; store them now, they cannot be recovered:")

@@ -12,7 +12,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import PolicyError
-from .model import KeyEntry, Policy
+from .model import KeyEntry, Policy, key_clash
+from .settings import keys_from_environment
 
 _KEY_LIST = TypeAdapter(list[KeyEntry])
 
@@ -63,25 +64,23 @@ def policy_from_file(path: str | os.PathLike[str]) -> Policy:
     return policy_from_mapping(data, base_dir=path.parent, where=f"policy {path}")
 
 
-def load_keys(policy: Policy, environ: Mapping[str, str] | None = None) -> list[KeyEntry]:
-    """Every key of the policy: inline, from the key file, and from the environment."""
-    environ = os.environ if environ is None else environ
+def load_keys(policy: Policy, *, environment: bool = True) -> list[KeyEntry]:
+    """Every key of the policy: inline, from the key file, and (unless ``environment``
+    is False) from the variable ``keys_from.env`` names."""
     entries = list(policy.keys)
     sources = policy.keys_from
     if sources.file is not None:
         path = policy.resolve(sources.file)
         if path.exists() or sources.required:
             entries += _parse_key_list(read_document(path), f"key file {path}")
-    if sources.env and environ.get(sources.env):
-        raw = environ[sources.env]
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise PolicyError(
-                f"environment variable {sources.env}: not a JSON list of keys: {exc}"
-            ) from None
-        entries += _parse_key_list(data, f"environment variable {sources.env}")
-    _check_keys(policy, entries)
+    if sources.env and environment:
+        entries += keys_from_environment(sources.env)
+    for entry in entries:
+        if entry.tier not in policy.tiers:
+            raise PolicyError(f"key {entry.id!r}: no tier named {entry.tier!r} in the policy")
+    clash = key_clash(entries)
+    if clash is not None:
+        raise PolicyError(clash)
     return entries
 
 
@@ -92,17 +91,3 @@ def _parse_key_list(data: Any, where: str) -> list[KeyEntry]:
         return _KEY_LIST.validate_python(data or [])
     except ValidationError as exc:
         raise PolicyError(format_validation_error(exc, where)) from None
-
-
-def _check_keys(policy: Policy, entries: list[KeyEntry]) -> None:
-    ids: set[str] = set()
-    digests: set[str] = set()
-    for entry in entries:
-        if entry.tier not in policy.tiers:
-            raise PolicyError(f"key {entry.id!r}: no tier named {entry.tier!r} in the policy")
-        if entry.id in ids:
-            raise PolicyError(f"key {entry.id!r}: the id is used by two keys")
-        if entry.sha256 in digests:
-            raise PolicyError(f"key {entry.id!r}: the same key digest is listed twice")
-        ids.add(entry.id)
-        digests.add(entry.sha256)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +59,26 @@ class KeyEntry(_Strict):
                 "compute it with bento_invguard.hash_key(key) or `invguard keygen`"
             )
         return value
+
+
+def key_clash(entries: Iterable[KeyEntry]) -> str | None:
+    """Why these keys cannot serve together (two with one id, or one key listed
+    twice), or None: each id names one principal, each key belongs to one.
+
+    >>> from bento_invguard import hash_key
+    >>> key_clash([KeyEntry(id="a", sha256=hash_key("x"), tier="t")] * 2)
+    "key 'a': the id is used by two keys"
+    """
+    ids: set[str] = set()
+    digests: set[str] = set()
+    for entry in entries:
+        if entry.id in ids:
+            return f"key {entry.id!r}: the id is used by two keys"
+        if entry.sha256 in digests:
+            return f"key {entry.id!r}: the same key is listed twice"
+        ids.add(entry.id)
+        digests.add(entry.sha256)
+    return None
 
 
 class AdminKey(KeyEntry):
@@ -255,15 +276,11 @@ class Policy(_Strict):
             raise ValueError("tiers: at least one tier is required")
         if self.anonymous_tier is not None and self.anonymous_tier not in self.tiers:
             raise ValueError(f"anonymous_tier: no tier named {self.anonymous_tier!r}")
-        seen_ids: set[str] = set()
-        seen_digests: set[str] = set()
         for i, key in enumerate(self.keys):
             if key.tier not in self.tiers:
                 raise ValueError(f"keys.{i}.tier: no tier named {key.tier!r}")
-            if key.id in seen_ids:
-                raise ValueError(f"keys.{i}.id: duplicate key id {key.id!r}")
-            if key.sha256 in seen_digests:
-                raise ValueError(f"keys.{i}.sha256: the same key is listed twice")
-            seen_ids.add(key.id)
-            seen_digests.add(key.sha256)
+        for section, entries in (("keys", self.keys), ("admin_keys", self.admin_keys)):
+            clash = key_clash(entries)
+            if clash is not None:
+                raise ValueError(f"{section}: {clash}")
         return self

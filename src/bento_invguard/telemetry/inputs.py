@@ -55,37 +55,3 @@ def input_summary(value: Any) -> dict[str, Any] | None:
         return summary
     except (TypeError, ValueError):
         return None
-
-
-def input_summaries(values: list[Any]) -> list[dict[str, Any] | None]:
-    """:func:`input_summary` of each value, the same dicts, computed a batch at a time.
-
-    Inputs of one shape and numeric dtype (the usual audit batch: one-row
-    queries of one API) are stacked and reduced along each row at once, four
-    NumPy calls for the batch instead of four per input; NumPy reduces each
-    row as it reduces the input alone, so the figures are the same.
-    """
-    out: list[dict[str, Any] | None] = [None] * len(values)
-    groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
-    for i, value in enumerate(values):
-        if isinstance(value, np.ndarray) and value.size and value.dtype.kind in "biuf":
-            groups.setdefault((value.shape, value.dtype.str), []).append(i)
-        else:
-            out[i] = input_summary(value)
-    for (shape, _), members in groups.items():
-        if len(members) == 1:
-            out[members[0]] = input_summary(values[members[0]])
-            continue
-        first = values[members[0]]
-        data = np.stack([values[i] for i in members]).reshape(len(members), -1)
-        data = data.astype(np.float64, copy=False)
-        lows, highs = data.min(axis=1).tolist(), data.max(axis=1).tolist()
-        means, stds = data.mean(axis=1).tolist(), data.std(axis=1).tolist()
-        head = {
-            "rows": int(shape[0]) if len(shape) else 1,
-            "shape": [int(d) for d in shape],
-            "dtype": str(first.dtype),
-        }
-        for j, i in enumerate(members):
-            out[i] = {**head, "min": lows[j], "max": highs[j], "mean": means[j], "std": stds[j]}
-    return out

@@ -6,8 +6,6 @@ ndarray inputs; these only check, and name the first offending position.
 
 from __future__ import annotations
 
-import math
-import sys
 from typing import Any
 
 import numpy as np
@@ -33,11 +31,6 @@ class InputValidator:
         self._profile_check = profile.check if profile is not None else None
         self._profile_shape = tuple(profile.feature_shape) if profile is not None else ()
         self._kinds = _KINDS[spec.dtype]
-        # Rows the profile clearly accepts pass the finite and range checks too.
-        self._fast_accept = (
-            profile.check.fast_accept(spec.min, spec.max) if profile is not None else None
-        )
-        self._max_rows = spec.max_rows if spec.max_rows is not None else sys.maxsize
         if profile is not None and spec.shape is not None and profile.feature_shape != spec.shape:
             from ..errors import PolicyError
 
@@ -48,26 +41,9 @@ class InputValidator:
 
     def __call__(self, ctx: QueryContext, value: Any) -> np.ndarray:
         arr = self._as_array(value)
-        if not self._clearly_allowed(arr):
-            self._check_shape(arr)
-            self._check_values(arr)
-        return self._passed(ctx, arr)
-
-    def _clearly_allowed(self, arr: np.ndarray) -> bool:
-        """The usual request, in one step: rows of the profile's shape (the policy's,
-        if set), no more than ``max_rows``, that the profile's fast accept passes
-        (so they are finite and in range too). False: the full checks decide."""
-        accept = self._fast_accept
-        shape = arr.shape
-        return (
-            accept is not None
-            and 0 < shape[0] <= self._max_rows
-            and shape[1:] == self._profile_shape
-            and accept(arr)
-        )
-
-    @staticmethod
-    def _passed(ctx: QueryContext, arr: np.ndarray) -> np.ndarray:
+        self._check_shape(arr)
+        self._check_values(arr)
+        self._check_profile(arr)
         ctx.rows = rows = int(arr.shape[0])
         ctx.decide("validate", "pass", f"{rows} rows")
         return arr
@@ -102,55 +78,21 @@ class InputValidator:
             )
 
     def _check_values(self, arr: np.ndarray) -> None:
-        if not self._within_bounds(arr):
-            self._find_bad_value(arr)
-        self._check_profile(arr)
+        """Refuse the first value that is not finite, or below min, or above max.
 
-    def _within_bounds(self, arr: np.ndarray) -> bool:
-        """The common case in two reductions: every value finite and within [min, max].
-
-        NaN makes both comparisons false, so any doubt goes to the exact search.
-        Rows of no values (shape (n, 0), when the policy sets no shape) hold none.
+        NaN fails no comparison, so with ``finite: false`` it passes the range.
         """
-        if arr.size == 0:
-            return True
-        low, high = float(arr.min()), float(arr.max())
-        spec = self.spec
-        return (
-            math.isfinite(low)
-            and math.isfinite(high)
-            and (spec.min is None or low >= spec.min)
-            and (spec.max is None or high <= spec.max)
-        )
-
-    def _find_bad_value(self, arr: np.ndarray) -> None:
-        """Raise for the first value that fails finite / min / max, naming its position."""
         spec = self.spec
         if spec.finite and arr.dtype.kind == "f":
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                at = tuple(np.argwhere(bad)[0])
-                raise InvalidInput(
-                    "finite", f"non-finite value {arr[at]} at {_position(at)}", position=at
-                )
+            _refuse_first(~np.isfinite(arr), arr, "finite", "non-finite value {value} at {at}")
         if spec.min is not None:
-            low = arr < spec.min
-            if low.any():
-                at = tuple(np.argwhere(low)[0])
-                raise InvalidInput(
-                    "range",
-                    f"value {arr[at]} at {_position(at)} is below min {spec.min}",
-                    position=at,
-                )
+            _refuse_first(
+                arr < spec.min, arr, "range", f"value {{value}} at {{at}} is below min {spec.min}"
+            )
         if spec.max is not None:
-            high = arr > spec.max
-            if high.any():
-                at = tuple(np.argwhere(high)[0])
-                raise InvalidInput(
-                    "range",
-                    f"value {arr[at]} at {_position(at)} is above max {spec.max}",
-                    position=at,
-                )
+            _refuse_first(
+                arr > spec.max, arr, "range", f"value {{value}} at {{at}} is above max {spec.max}"
+            )
 
     def _check_profile(self, arr: np.ndarray) -> None:
         check = self._profile_check
@@ -170,6 +112,13 @@ class InputValidator:
         if v.kind == "distance" or v.feature < 0:
             return (v.row,)
         return (v.row, *(int(i) for i in np.unravel_index(v.feature, self._profile_shape)))
+
+
+def _refuse_first(bad: np.ndarray, arr: np.ndarray, check: str, detail: str) -> None:
+    """Raise for the first position where ``bad`` is set (row-major order), if any."""
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(check, detail.format(value=arr[at], at=_position(at)), position=at)
 
 
 def _describe_dtype(arr: np.ndarray) -> str:

@@ -75,16 +75,12 @@ class Profile(BaseModel):
         "radius for a false-positive rate (see calibrated()).",
     )
 
-    _lo: np.ndarray = PrivateAttr()
-    _hi: np.ndarray = PrivateAttr()
     _subspace: Subspace | None = PrivateAttr(default=None)
-    _limit2: float = PrivateAttr(default=np.inf)
     _check: ProfileCheck = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        # Arrays built once, so a check costs two vector comparisons and two products.
-        self._lo = np.asarray(self.lower, dtype=np.float64)
-        self._hi = np.asarray(self.upper, dtype=np.float64)
+        # Arrays built once, not per request.
+        limit2 = np.inf
         if (
             self.distance_limit is not None
             and self.components is not None
@@ -97,9 +93,13 @@ class Profile(BaseModel):
                 np.asarray(self.component_variances, dtype=np.float64),
                 self.residual_variance,
             )
-            self._limit2 = self.distance_limit**2
+            limit2 = self.distance_limit**2
         self._check = ProfileCheck(
-            self._lo, self._hi, self.max_outside, self._subspace, self._limit2
+            np.asarray(self.lower, dtype=np.float64),
+            np.asarray(self.upper, dtype=np.float64),
+            self.max_outside,
+            self._subspace,
+            limit2,
         )
 
     @property
@@ -269,17 +269,11 @@ class Profile(BaseModel):
         flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
         if self._subspace is None:
             return np.zeros(flat.shape[0])
-        distance: np.ndarray = np.sqrt(np.maximum(self._subspace.squared(flat), 0.0))
-        return distance
+        return self._subspace.distances(flat)
 
     def outliers(self, rows: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows the profile refuses (either check)."""
-        flat = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
-        outside = ((flat < self._lo) | (flat > self._hi)).sum(axis=1) > self.max_outside
-        if self._subspace is not None:
-            outside |= self._subspace.squared(flat) > self._limit2
-        mask: np.ndarray = outside
-        return mask
+        return self._check.outliers(rows)
 
     def first_violation(self, rows: np.ndarray) -> Violation | None:
         """The first row with more than ``max_outside`` features outside the bounds,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-QUADRATIC_FORM_MAX_FEATURES = 512  # above, the distance uses the low-rank form (less memory)
-
 
 def bounds(
     flat: np.ndarray, quantiles: tuple[float, float], margin: float
@@ -64,11 +62,6 @@ class Subspace:
         weights = components * np.sqrt(less)[:, None]  # (k, features)
         self._weights = np.ascontiguousarray(weights.T)
         self._inv_residual = 1.0 / residual
-        self._form: np.ndarray | None = None
-        features = components.shape[1]
-        if features <= QUADRATIC_FORM_MAX_FEATURES:
-            # one (features x features) product per row: fewer NumPy calls for small rows
-            self._form = np.eye(features) * self._inv_residual - weights.T @ weights
 
     @classmethod
     def fit(cls, flat: np.ndarray, components: int | None, explained: float) -> Subspace | None:
@@ -93,13 +86,15 @@ class Subspace:
         """Squared distance of each row (components are orthonormal, so the residual's
         squared norm is the centred row's minus its projection's)."""
         centred = flat - self.mean
-        if self._form is not None:
-            squared: np.ndarray = ((centred @ self._form) * centred).sum(axis=1)
-        else:
-            z = centred @ self._weights
-            squared = (centred * centred).sum(axis=1) * self._inv_residual
-            squared -= (z * z).sum(axis=1)
+        z = centred @ self._weights
+        squared: np.ndarray = (centred * centred).sum(axis=1) * self._inv_residual
+        squared -= (z * z).sum(axis=1)
         return squared  # may dip a rounding error below 0
+
+    def distances(self, flat: np.ndarray) -> np.ndarray:
+        """Each row's distance (the square root of :meth:`squared`, rounding errors cut at 0)."""
+        distance: np.ndarray = np.sqrt(np.maximum(self.squared(flat), 0.0))
+        return distance
 
 
 def held_out_distances(
@@ -114,5 +109,5 @@ def held_out_distances(
         sub = Subspace.fit(flat[rest], components, explained)
         if sub is None:
             return None
-        out[held] = np.sqrt(np.maximum(sub.squared(flat[held]), 0.0))
+        out[held] = sub.distances(flat[held])
     return out
