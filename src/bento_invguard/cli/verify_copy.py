@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from ..watermark import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_QUERIES,
@@ -83,6 +85,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_ALPHA,
         help=f"p-value at or below which the suspect is a copy (default: {DEFAULT_ALPHA:g})",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per request to --url (default: 30)"
+    )
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     parser.set_defaults(handler=run)
 
@@ -93,15 +98,19 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise CliError("--alpha must be between 0 and 1")
     files = list(_files(args.evidence))
-    predict = _suspect(args)
-    try:
-        verdict = verify_copy(
-            _kept(files, args.principal), predict, max_queries=args.max_queries, alpha=args.alpha
-        )
-    except SuspectError as exc:
-        raise CliError(f"the suspect did not answer: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    with httpx.Client(timeout=args.timeout) as http:
+        predict = _suspect(args, http)
+        try:
+            verdict = verify_copy(
+                _kept(files, args.principal),
+                predict,
+                max_queries=args.max_queries,
+                alpha=args.alpha,
+            )
+        except SuspectError as exc:
+            raise CliError(f"the suspect did not answer: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise CliError(str(exc)) from None
     if verdict.tested == 0:
         raise CliError("the evidence holds no kept inputs" + _for(args.principal))
     if args.json:
@@ -127,12 +136,12 @@ def _kept(files: list[Path], principal: str | None) -> Iterator[Evidence]:
             yield record
 
 
-def _suspect(args: argparse.Namespace) -> Predictor:
+def _suspect(args: argparse.Namespace, http: httpx.Client) -> Predictor:
     try:
         if args.url:
             key = args.key or os.environ.get(KEY_ENV)
             return url_predictor(
-                args.url, field=args.field, key=key, scores_field=args.scores_field
+                args.url, field=args.field, key=key, scores_field=args.scores_field, client=http
             )
         if args.path is not None:
             sys.path.insert(0, str(args.path.resolve()))
