@@ -8,10 +8,20 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import GuardConfigError
-from . import attack, audit, blocks, check, flagged, init_cmd, keygen, profile_cmd
+from . import (
+    attack,
+    audit,
+    blocks,
+    check,
+    flagged,
+    init_cmd,
+    keygen,
+    profile_cmd,
+    verify_copy,
+)
 from .errors import EXIT_PROBLEMS, EXIT_USAGE, CliError
 
-COMMANDS = (init_cmd, keygen, check, profile_cmd, audit, blocks, flagged, attack)
+COMMANDS = (init_cmd, keygen, check, profile_cmd, audit, blocks, flagged, attack, verify_copy)
 
 
 def build_parser() -> argparse.ArgumentParser:

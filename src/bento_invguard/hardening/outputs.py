@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,10 @@ from ..errors import GuardConfigError
 from ..policy import Tier
 from .contract import EXPECTED
 from .truncation import truncate_for_tier
+
+#: A hook that changes the model's scores before truncation: (ctx, scores, rows
+#: answered otherwise) -> scores. The serving-time watermark is one.
+Marker = Callable[[QueryContext, np.ndarray, Mapping[int, int] | None], np.ndarray]
 
 
 class OutputHardener:
@@ -25,9 +29,12 @@ class OutputHardener:
     that names ``api``: the scores could not be truncated for the tier.
     """
 
-    def __init__(self, scores_field: str | None = None, *, api: str = "?") -> None:
+    def __init__(
+        self, scores_field: str | None = None, *, api: str = "?", marker: Marker | None = None
+    ) -> None:
         self.scores_field = scores_field
         self.api = api
+        self.marker = marker
 
     def __call__(
         self,
@@ -69,10 +76,10 @@ class OutputHardener:
         silenced: dict[int, int] | None,
     ) -> Any:
         if isinstance(scores, np.ndarray):
-            return _truncate(ctx, self._checked(scores, rows), tier, silenced)
+            return _truncate(ctx, self._checked(scores, rows), tier, silenced, self.marker)
         if isinstance(scores, (list, tuple)):
             checked = self._checked(np.asarray(scores), rows)
-            return _truncate(ctx, checked, tier, silenced).tolist()
+            return _truncate(ctx, checked, tier, silenced, self.marker).tolist()
         raise GuardConfigError(f"API {self.api!r} returned {type(scores).__name__}; {EXPECTED}")
 
     def _checked(self, scores: np.ndarray, rows: int) -> np.ndarray:
@@ -96,9 +103,15 @@ class OutputHardener:
 
 
 def _truncate(
-    ctx: QueryContext, scores: np.ndarray, tier: Tier, silenced: dict[int, int] | None
+    ctx: QueryContext,
+    scores: np.ndarray,
+    tier: Tier,
+    silenced: dict[int, int] | None,
+    marker: Marker | None = None,
 ) -> np.ndarray:
     ctx.scores = scores
+    if marker is not None:  # the model's scores stay on ctx; the answer shows the mark
+        scores = marker(ctx, scores, silenced)
     if silenced:  # the model's scores stay on ctx; the answer shows the cluster's class
         scores = np.array(scores, dtype=np.float64)
         for row, label in silenced.items():

@@ -93,7 +93,7 @@ def _guard_with(
         locate = InputLocator(func, input_arg or pipeline.policy.input.argument, api=name)
         # The API's own view of the pipeline: the same controls and state, its own output.
         own = copy.copy(pipeline)
-        own.hardener = OutputHardener(field, api=name)
+        own.hardener = OutputHardener(field, api=name, marker=pipeline.hardener.marker)
         wrapper = _wrap(func, own, locate, func.__name__)
         setattr(wrapper, GUARD_ATTR, pipeline)
         # BentoML 1.4 takes inspect.signature() of the API function on every call;

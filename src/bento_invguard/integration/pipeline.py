@@ -29,6 +29,7 @@ from ..validation import InputValidator, Profile
 from ..view import Judgement, SharedView
 from ..view.entries import CLASS, SILENT
 from ..view.setup import open_shared_view
+from ..watermark import watermark_hook
 from .call_end import Closing
 from .request_admission import admit_request
 
@@ -69,6 +70,7 @@ class GuardPipeline:
         self.validator = InputValidator(policy.input, profile)
         self.hardener = OutputHardener(scores_field or policy.scores_field)
         version = model_version or (lambda: "default")
+        self.hardener.marker = watermark_hook(policy, version)
         self.monitor = Monitor(policy, version, on_blocks=self.recorder.add_blocked_principals)
         self.view: SharedView | None = open_shared_view(policy, profile, version)
         self.silent = policy.monitor.on_detect == "silent"

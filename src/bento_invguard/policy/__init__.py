@@ -11,6 +11,7 @@ from .model import (
     RateLimiting,
     Tier,
 )
+from .watermark import WatermarkPolicy
 
 __all__ = [
     "DEFAULT_OPEN_PATHS",
@@ -21,6 +22,7 @@ __all__ = [
     "Policy",
     "RateLimiting",
     "Tier",
+    "WatermarkPolicy",
     "load_keys",
     "policy_from_file",
     "policy_from_mapping",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from .monitor import MonitorPolicy
 from .observability import AuditPolicy
+from .watermark import WatermarkPolicy
 
 OutputMode = Literal["label", "top_k", "rounded", "full"]
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -132,6 +133,10 @@ class Tier(_Strict):
         default=None,
         description="Per-principal limits, e.g. '10/second;600/minute;5000/day'. Rows count: "
         "a request of n rows spends n. Long windows are query budgets.",
+    )
+    watermark: WatermarkPolicy | None = Field(
+        default=None,
+        description="Serving-time watermark: {rate: 0.005, secret: ${VAR}}. Off by default.",
     )
 
     @field_validator("rate_limit")
