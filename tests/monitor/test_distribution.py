@@ -55,10 +55,11 @@ def query(mon: Monitor, principal: str, rows: np.ndarray) -> QueryContext:
 
 @pytest.mark.parametrize("rate", [0.05, 0.02])
 def test_calibrated_limit_gives_the_named_rate(rate: float) -> None:
-    """At rates measurable on fresh natural streams, the share of steps past the limit is
-    about the named rate (within a factor of 3). Each stream draws from its own pool of
-    natural digits, as large as a calibration stream's pool (half the held-out rows)."""
-    ref = REFERENCE.calibrated(rate)
+    """At rates measurable on fresh natural streams, the share of steps past the tail's
+    limit for a rate is about that rate (within a factor of 3). Each stream draws from its
+    own pool of natural digits, as large as a calibration stream's (half the held-out rows)."""
+    ref = REFERENCE
+    limit = ref.tail.limit(rate)
     rng = np.random.default_rng(5)
     stats = ref.statistics(NATURAL_ROWS)
     pool_size = len(REFERENCE_ROWS) // 2
@@ -70,7 +71,7 @@ def test_calibrated_limit_gives_the_named_rate(rate: float) -> None:
             total, weight2 = total * ref.decay + s, weight2 * ref.decay**2 + 1.0
             if i + 1 >= ref.min_rows:
                 steps += 1
-                above += float(total @ total) / weight2 > ref.limit
+                above += float(total @ total) / weight2 > limit
     assert rate / 3 <= above / steps <= rate * 3
 
 
@@ -113,13 +114,20 @@ def test_running_sum_survives_the_byte_encoding() -> None:
     h.add_statistics(REFERENCE.statistics(X_TEST[:2]), REFERENCE.decay)
     back = History.from_bytes(h.to_bytes(), 64)
     np.testing.assert_array_equal(h.running, back.running)
-    assert (h.running_weight2, h.running_rows) == (back.running_weight2, back.running_rows)
+    assert h.running_rows == back.running_rows
 
 
 def test_reference_round_trips_as_json(tmp_path: Path) -> None:
     """Saved and loaded, the reference gives the same statistics."""
     back = DistributionReference.load(REFERENCE.save(tmp_path / "ref.json"))
     np.testing.assert_allclose(REFERENCE.statistics(X_TEST[:5]), back.statistics(X_TEST[:5]))
+
+
+def test_the_limit_is_per_half_life() -> None:
+    """The monitor's limit is the tail's at the target rate per ``half_life`` rows, and
+    a lower rate gives a higher limit."""
+    assert REFERENCE.tail.limit(1e-4 / REFERENCE.half_life) == pytest.approx(REFERENCE.limit)
+    assert REFERENCE.calibrated(1e-6).limit > REFERENCE.limit
 
 
 @pytest.mark.redis

@@ -15,7 +15,8 @@ rows (mean 0, identity covariance). A key keeps an exponentially decayed sum
 ``T = |S|^2 / W2`` is then about chi-square for natural traffic, and large
 when the traffic is off. The limit on ``T`` is calibrated on streams of
 held-out rows to the policy's false-positive rate (the tail of those streams'
-statistics, as the profile's distance limit is). Per row: a few small
+statistics, as the profile's distance limit is), so that a natural key crosses
+it at most at that rate in any ``half_life`` rows. Per row: a few small
 products and one decayed add, no test over the window.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,18 +65,18 @@ class DistributionReference(BaseModel):
     tail: DistanceTail = Field(description="Tail of the statistic on held-out streams.")
     limit: float = Field(gt=0, description="The statistic's limit for the target rate.")
 
-    _mean: np.ndarray = PrivateAttr()
-    _proj: np.ndarray = PrivateAttr()
-    _centre: np.ndarray = PrivateAttr()
-    _white: np.ndarray = PrivateAttr()
-    _offset: float = PrivateAttr()
+    _statistics: Callable[[np.ndarray], np.ndarray] = PrivateAttr()
 
     def model_post_init(self, context: object, /) -> None:
-        self._mean = np.asarray(self.mean, dtype=np.float64)
-        self._proj = np.asarray(self.projection, dtype=np.float64)
-        self._centre = np.asarray(self.feature_mean, dtype=np.float64)
-        self._white = np.asarray(self.whitening, dtype=np.float64)
-        self._offset = float(len(self.mean) - self._proj.shape[1])
+        # built once: the per-row path then touches no pydantic attribute
+        proj = np.asarray(self.projection, dtype=np.float64)
+        self._statistics = _make_statistics(
+            np.asarray(self.mean, dtype=np.float64),
+            proj,
+            self.residual_variance * (len(self.mean) - proj.shape[1]),
+            np.asarray(self.feature_mean, dtype=np.float64),
+            np.asarray(self.whitening, dtype=np.float64),
+        )
 
     @property
     def size(self) -> int:
@@ -83,21 +85,20 @@ class DistributionReference(BaseModel):
 
     @property
     def decay(self) -> float:
+        """Weight of a row relative to the next one."""
         return float(0.5 ** (1.0 / self.half_life))
 
     def statistics(self, rows: np.ndarray) -> np.ndarray:
         """Each row's standardised statistics, (n, size)."""
-        centred = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) - self._mean
-        return _standardise(
-            _raw(centred, self._proj, self.residual_variance, self._offset),
-            self._centre,
-            self._white,
-        )
+        return self._statistics(rows)
 
-    def score(self, total: np.ndarray, weight2: float, rows: int) -> float:
-        """0..1 from a key's running sum: 0 up to the limit, 0.5 at it (flag), 1 at 1.5 x."""
-        if rows < self.min_rows or weight2 <= 0:
+    def score(self, total: np.ndarray, rows: int) -> float:
+        """0..1 from a key's running sum of ``rows`` rows: 0 below the limit, 0.5 (flag)
+        at it, 1 at 1.5 times it."""
+        if rows < self.min_rows:
             return 0.0
+        decay2 = self.decay**2
+        weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
         t = float(total @ total) / weight2
         if t < self.limit:
             return 0.0
@@ -105,7 +106,9 @@ class DistributionReference(BaseModel):
 
     def calibrated(self, target_false_positive_rate: float) -> DistributionReference:
         """This reference with its limit set for another false-positive rate."""
-        return self.model_copy(update={"limit": self.tail.limit(target_false_positive_rate)})
+        return self.model_copy(
+            update={"limit": _limit(self.tail, target_false_positive_rate, self.half_life)}
+        )
 
     @classmethod
     def fit(
@@ -139,14 +142,14 @@ class DistributionReference(BaseModel):
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(x))
         first, second = x[order[: len(x) // 2]], x[order[len(x) // 2 :]]
-        offset = float(x.shape[1] - m)
         residual = float(profile.residual_variance)
-        raw = _raw(first - mean, proj, residual, offset)
+        scale, expected = _scale(proj), residual * (x.shape[1] - m)
+        raw = _raw(first - mean, proj, scale, expected)
         centre = raw.mean(axis=0)
         cov = np.cov(raw, rowvar=False) + 1e-9 * np.eye(raw.shape[1])
         values, vectors = np.linalg.eigh(cov)
         white = vectors / np.sqrt(np.maximum(values, 1e-12)) @ vectors.T
-        stats = _standardise(_raw(second - mean, proj, residual, offset), centre, white)
+        stats = _standardise(_raw(second - mean, proj, scale, expected), centre, white)
         decay = 0.5 ** (1.0 / half_life)
         tail = DistanceTail.fit(_stream_statistics(stats, decay, min_rows, rng), share=0.05)
         if tail is None:
@@ -160,7 +163,7 @@ class DistributionReference(BaseModel):
             half_life=half_life,
             min_rows=min_rows,
             tail=tail,
-            limit=tail.limit(target_false_positive_rate),
+            limit=_limit(tail, target_false_positive_rate, half_life),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -173,12 +176,32 @@ class DistributionReference(BaseModel):
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _raw(centred: np.ndarray, proj: np.ndarray, residual: float, offset: float) -> np.ndarray:
-    """Coordinates, their squares, and the log residual per remaining feature: (n, 2m+1)."""
+def _limit(tail: DistanceTail, rate: float, half_life: float) -> float:
+    """The limit that a natural key crosses at ``rate`` per ``half_life`` rows: over that
+    many rows its statistic changes little, so ``rate / half_life`` per row bounds it."""
+    return tail.limit(rate / half_life)
+
+
+def _make_statistics(
+    mean: np.ndarray, proj: np.ndarray, residual: float, centre: np.ndarray, white: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    scale = _scale(proj)
+
+    def statistics(rows: np.ndarray) -> np.ndarray:
+        centred = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) - mean
+        return _standardise(_raw(centred, proj, scale, residual), centre, white)
+
+    return statistics
+
+
+def _raw(centred: np.ndarray, proj: np.ndarray, scale: np.ndarray, residual: float) -> np.ndarray:
+    """Coordinates, their squares, and the log of the residual (over its expected size,
+    ``residual``): (n, 2m+1)."""
     z = centred @ proj
-    off = np.maximum((centred * centred).sum(axis=1) - (z * z) @ _scale(proj), 0.0)
-    log_off = np.log1p(off / (residual * offset))
-    return np.concatenate([z, z * z, log_off[:, None]], axis=1)
+    squares = z * z
+    off = np.einsum("ij,ij->i", centred, centred) - squares @ scale
+    log_off = np.log1p(off / residual)  # off dips below 0 by a rounding error at most
+    return np.concatenate([z, squares, log_off[:, None]], axis=1)
 
 
 def _scale(proj: np.ndarray) -> np.ndarray:

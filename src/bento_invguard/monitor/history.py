@@ -20,7 +20,7 @@ from ..policy.monitor import MonitorPolicy
 from .distribution import DistributionReference
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
-_RUNNING = struct.Struct("<dI")  # decayed sum of squared weights, rows in the running sum
+_RUNNING = struct.Struct("<I")  # rows in the running sum
 BURST_HALF_LIFE = 10.0  # seconds: the "short" in short-term rate
 BURST_MIN_RECENT = 10.0  # a burst needs at least this many recent queries
 BURST_WEIGHT = 0.4  # alone, a burst stays below the flag threshold
@@ -48,9 +48,8 @@ class History:
     last_seen: float = 0.0
     short_rate: float = 0.0  # exponentially decayed queries per second
     flags: np.ndarray = field(init=False)  # (len(SIGNALS), window) bool
-    #: Decayed running sum of answered rows' statistics, its squared weights, its rows.
+    #: Decayed running sum of answered rows' statistics, and the rows in it.
     running: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    running_weight2: float = 0.0
     running_rows: int = 0
 
     def __post_init__(self) -> None:
@@ -61,11 +60,10 @@ class History:
         if len(stats) == 0:
             return
         if self.running.shape != stats.shape[1:]:
-            self.running, self.running_weight2, self.running_rows = np.zeros(stats.shape[1]), 0.0, 0
+            self.running, self.running_rows = np.zeros(stats.shape[1]), 0
         n = len(stats)
         weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
         self.running = self.running * decay**n + weights @ stats
-        self.running_weight2 = self.running_weight2 * decay ** (2 * n) + float(weights @ weights)
         self.running_rows += n
 
     def push(self, flags: np.ndarray, now: float) -> None:
@@ -104,7 +102,7 @@ class History:
     def _distribution(self, reference: DistributionReference) -> float:
         if self.running.shape != (reference.size,):
             return 0.0
-        return reference.score(self.running, self.running_weight2, self.running_rows)
+        return reference.score(self.running, self.running_rows)
 
     def _burst(self, policy: MonitorPolicy) -> float:
         lifetime = self.last_seen - self.first_seen
@@ -137,7 +135,7 @@ class History:
         head = _HEADER.pack(
             self.window, self.filled, self.count, self.first_seen, self.last_seen, self.short_rate
         )
-        running = _RUNNING.pack(self.running_weight2, self.running_rows)
+        running = _RUNNING.pack(self.running_rows)
         return (
             head
             + np.packbits(self.flags, axis=1).tobytes()
@@ -155,7 +153,7 @@ class History:
         h = cls(window, filled, count, first, last, rate)
         packed = np.frombuffer(data, np.uint8, flags_end - _HEADER.size, _HEADER.size)
         h.flags = np.unpackbits(packed.reshape(len(SIGNALS), -1), axis=1)[:, :window].astype(bool)
-        h.running_weight2, h.running_rows = _RUNNING.unpack_from(data, flags_end)
+        (h.running_rows,) = _RUNNING.unpack_from(data, flags_end)
         h.running = np.frombuffer(data, "<f8", offset=flags_end + _RUNNING.size).astype(np.float64)
         return h
 
