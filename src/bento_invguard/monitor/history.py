@@ -2,7 +2,10 @@
 
 Each new query (an exact repeat is none) enters a ring of ``window`` flags:
 whether the shared view judged it probing, whether it hugged the decision
-boundary, whether it was in a request the reference profile refused.
+boundary, whether it was in a request the reference profile refused. With a
+distribution reference, its answered rows also enter a decayed running sum of
+their statistics (see :mod:`.distribution`): whether the key's traffic is
+distributed like natural data.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..policy.monitor import MonitorPolicy
+from .distribution import DistributionReference
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
+_RUNNING = struct.Struct("<I")  # rows in the running sum
 BURST_HALF_LIFE = 10.0  # seconds: the "short" in short-term rate
 BURST_MIN_RECENT = 10.0  # a burst needs at least this many recent queries
 BURST_WEIGHT = 0.4  # alone, a burst stays below the flag threshold
@@ -43,9 +48,23 @@ class History:
     last_seen: float = 0.0
     short_rate: float = 0.0  # exponentially decayed queries per second
     flags: np.ndarray = field(init=False)  # (len(SIGNALS), window) bool
+    #: Decayed running sum of answered rows' statistics, and the rows in it.
+    running: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    running_rows: int = 0
 
     def __post_init__(self) -> None:
         self.flags = np.zeros((len(SIGNALS), self.window), dtype=bool)
+
+    def add_statistics(self, stats: np.ndarray, decay: float) -> None:
+        """Add rows' statistics (n, size), oldest first, to the decayed running sum."""
+        if len(stats) == 0:
+            return
+        if self.running.shape != stats.shape[1:]:
+            self.running, self.running_rows = np.zeros(stats.shape[1]), 0
+        n = len(stats)
+        weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
+        self.running = self.running * decay**n + weights @ stats
+        self.running_rows += n
 
     def push(self, flags: np.ndarray, now: float) -> None:
         """Add queries, one column of ``flags`` (len(SIGNALS), k) each, oldest first."""
@@ -60,11 +79,15 @@ class History:
             self.last_seen = now
             self.count += 1
 
-    def scores(self, policy: MonitorPolicy) -> dict[str, float]:
-        """Each signal in 0..1: probing, boundary hugging, off-data rows, burst."""
+    def scores(
+        self, policy: MonitorPolicy, reference: DistributionReference | None = None
+    ) -> dict[str, float]:
+        """Each signal in 0..1: probing, boundary hugging, off-data rows, burst, and with
+        a ``reference`` the distribution of the key's rows."""
         n = self.filled
+        extra = {} if reference is None else {"distribution": self._distribution(reference)}
         if n == 0:
-            return dict.fromkeys((*SIGNALS, "burst"), 0.0)
+            return dict.fromkeys((*SIGNALS, "burst"), 0.0) | extra
         probing, boundary, off_data = (int(c) for c in self.flags[:, :n].sum(axis=1))
         # rows of refused requests have no scores; a rate over a handful of rows means nothing
         answered = n - off_data
@@ -74,7 +97,12 @@ class History:
             "boundary": _beyond(rate, policy.benign_boundary_rate),
             "off_data": _beyond(off_data / n, policy.benign_off_data_rate),
             "burst": self._burst(policy),
-        }
+        } | extra
+
+    def _distribution(self, reference: DistributionReference) -> float:
+        if self.running.shape != (reference.size,):
+            return 0.0
+        return reference.score(self.running, self.running_rows)
 
     def _burst(self, policy: MonitorPolicy) -> float:
         lifetime = self.last_seen - self.first_seen
@@ -88,11 +116,13 @@ class History:
         ratio = self.short_rate / max(self.count / lifetime, 1e-9)
         return min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
 
-    def risk(self, policy: MonitorPolicy) -> tuple[float, list[str]]:
+    def risk(
+        self, policy: MonitorPolicy, reference: DistributionReference | None = None
+    ) -> tuple[float, list[str]]:
         """The signals combined (burst weighs less), with a reason named for each strong one."""
         if self.count < policy.min_queries:
             return 0.0, []
-        scores = self.scores(policy)
+        scores = self.scores(policy, reference)
         keep = 1.0
         for name, value in scores.items():
             keep *= 1.0 - (BURST_WEIGHT if name == "burst" else 1.0) * value
@@ -105,17 +135,26 @@ class History:
         head = _HEADER.pack(
             self.window, self.filled, self.count, self.first_seen, self.last_seen, self.short_rate
         )
-        return head + np.packbits(self.flags, axis=1).tobytes()
+        running = _RUNNING.pack(self.running_rows)
+        return (
+            head
+            + np.packbits(self.flags, axis=1).tobytes()
+            + running
+            + self.running.astype("<f8").tobytes()
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, window: int) -> History:
         w, filled, count, first, last, rate = _HEADER.unpack_from(data)
-        expected = _HEADER.size + len(SIGNALS) * ((window + 7) // 8)
-        if w != window or len(data) != expected:  # another window or layout: start afresh
+        flags_end = _HEADER.size + len(SIGNALS) * ((window + 7) // 8)
+        rest = len(data) - flags_end - _RUNNING.size
+        if w != window or rest < 0 or rest % 8:  # another window or layout: start afresh
             return cls(window)
         h = cls(window, filled, count, first, last, rate)
-        packed = np.frombuffer(data, np.uint8, offset=_HEADER.size).reshape(len(SIGNALS), -1)
-        h.flags = np.unpackbits(packed, axis=1)[:, :window].astype(bool)
+        packed = np.frombuffer(data, np.uint8, flags_end - _HEADER.size, _HEADER.size)
+        h.flags = np.unpackbits(packed.reshape(len(SIGNALS), -1), axis=1)[:, :window].astype(bool)
+        (h.running_rows,) = _RUNNING.unpack_from(data, flags_end)
+        h.running = np.frombuffer(data, "<f8", offset=flags_end + _RUNNING.size).astype(np.float64)
         return h
 
 

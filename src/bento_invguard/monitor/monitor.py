@@ -16,6 +16,7 @@ from ..context import QueryContext
 from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures, is_memory, storage_uri
+from .distribution import DistributionReference
 from .history import SIGNALS, History, top_margin
 from .store import MonitorStore, UpdateContention, open_monitor_store
 
@@ -32,7 +33,8 @@ class Monitor:
     none): the share the shared view judged probing, the share hugging the
     decision boundary beyond what benign traffic shows, the share in requests
     the reference profile refused beyond what benign traffic shows, and
-    bursts against the principal's own rate. ``on_blocks`` hears how many
+    bursts against the principal's own rate; with ``monitor.distribution``, whether
+    the principal's answered rows are distributed like natural data. ``on_blocks`` hears how many
     principals are blocked whenever that may have changed.
     """
 
@@ -67,6 +69,11 @@ class Monitor:
         # served unmonitored, whatever on_storage_error says: the caller controls it.
         self._contention_failed = StorageFailures(policy, "monitor", "monitor", fail_open=False)
         self.timeout = policy.rate_limiting.timeout
+        self.distribution: DistributionReference | None = None
+        if self.settings.distribution is not None:
+            self.distribution = DistributionReference.load(
+                policy.resolve(self.settings.distribution)
+            ).calibrated(self.settings.target_false_positive_rate)
 
     @property
     def store(self) -> MonitorStore:
@@ -111,7 +118,12 @@ class Monitor:
         flags = np.zeros((len(SIGNALS), len(scores)), dtype=bool)
         flags[_PROBING] = probing
         flags[_BOUNDARY] = top_margin(scores) < self.settings.boundary_margin
-        await self._observe(ctx, flags[:, ~np.asarray(repeat, dtype=bool)], self._storage_failed)
+        new = ~np.asarray(repeat, dtype=bool)
+        stats = None
+        if self.distribution is not None:
+            rows = _rows(ctx.input, len(scores), len(self.distribution.mean))
+            stats = None if rows is None else self.distribution.statistics(rows[new])
+        await self._observe(ctx, flags[:, new], self._storage_failed, stats=stats)
 
     async def observe_refused(self, ctx: QueryContext, rows: int, probing: bool = False) -> None:
         """Count the ``rows`` of a refused request: refused by the reference profile (422,
@@ -126,18 +138,29 @@ class Monitor:
         await self._observe(ctx, flags, self._refusal_storage_failed, refuse=False)
 
     async def _observe(
-        self, ctx: QueryContext, flags: np.ndarray, failed: StorageFailures, refuse: bool = True
+        self,
+        ctx: QueryContext,
+        flags: np.ndarray,
+        failed: StorageFailures,
+        refuse: bool = True,
+        stats: np.ndarray | None = None,
     ) -> None:
-        key, now = self.key(ctx), self.clock()
+        key, now, reference = self.key(ctx), self.clock(), self.distribution
+
+        def change(h: History) -> None:
+            h.push(flags, now)
+            if stats is not None and reference is not None:
+                h.add_statistics(stats, reference.decay)
+
         try:
-            history = await self._update(key, lambda h: h.push(flags, now), ctx)
+            history = await self._update(key, change, ctx)
         except UpdateContention as exc:
             self._contention_failed(ctx, exc)
             return
         except Exception as exc:
             failed(ctx, exc)
             return
-        ctx.risk, ctx.risk_reasons = history.risk(self.settings)
+        ctx.risk, ctx.risk_reasons = history.risk(self.settings, reference)
         if ctx.risk >= self.settings.thresholds.flag:  # the lowest threshold: else nothing to do
             await self._escalate(ctx, key, refuse)
 
@@ -245,6 +268,13 @@ class Monitor:
 def _principal(ctx: QueryContext) -> str:
     """Who sent the query: its principal's id, else the anonymous client."""
     return ctx.principal if ctx.principal else f"anonymous@{ctx.client or '-'}"
+
+
+def _rows(value: Any, n: int, features: int) -> np.ndarray | None:
+    """The input as ``n`` flat rows of ``features``, or None if it is not such an array."""
+    if not isinstance(value, np.ndarray) or value.size != n * features:
+        return None
+    return value.reshape(n, features)
 
 
 def run_without_io(coro: Coroutine[Any, Any, T]) -> T:

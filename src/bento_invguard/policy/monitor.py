@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -99,6 +100,12 @@ class MonitorPolicy(_Strict):
     )
     burst_factor: float = Field(
         default=20.0, gt=1, description="Short-term rate over the principal's own long-term rate."
+    )
+    distribution: Path | None = Field(
+        default=None,
+        description="A distribution reference (JSON, fitted with "
+        "DistributionReference.fit on held-out natural rows): turns on the per-key test "
+        "of whether a key's traffic is distributed like natural data.",
     )
     thresholds: Thresholds = Thresholds()
     actions: Actions = Actions()
