@@ -16,8 +16,9 @@ import numpy as np
 from ..redteam.client import Oracle
 from ..redteam.images import parse_image_shape
 from ..redteam.progress import Progress
+from ..redteam.reference import Reference
 from ..redteam.report import render, write_image, write_json
-from ..redteam.runner import ATTACKS, Plan, Reference, run
+from ..redteam.runner import ATTACKS, Plan, run
 from .errors import EXIT_OK, EXIT_PROBLEMS, CliError
 
 KEY_ENV = "INVGUARD_ATTACK_KEY"

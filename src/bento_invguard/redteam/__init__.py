@@ -11,7 +11,8 @@ from .common import AttackResult, InputSpace
 from .extraction import ExtractionSettings, extract
 from .inversion import NesSettings, invert
 from .label_only import ProbeSettings, reverse_correlation
-from .runner import ATTACKS, Plan, Reference, Split, run
+from .reference import Reference, Split
+from .runner import ATTACKS, Plan, run
 from .scoring import InversionLeakage, SoftmaxRegression, agreement, fit_judge, inversion_leakage
 
 __all__ = [
