@@ -112,7 +112,8 @@ def test_extraction_reports_agreement(
     leakage = report["leakage"]
     # 60 queried rows copy the model well beyond always answering its most common label
     # (seen: agreement 0.8 against a majority rate of 0.135).
-    assert leakage["score"] > leakage["baseline"] + 0.3
+    assert leakage["agreement"] > leakage["baseline"] + 0.3
+    assert round(leakage["agreement"] - leakage["public_baseline"], 4) == leakage["score"]
     assert leakage["rows"] > 0
     assert report["details"]["trained_on"] > 0
 
