@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bento_invguard.redteam import InputSpace, Plan, Reference, run
-from bento_invguard.redteam.strategies import natural_rows
 from bento_invguard.redteam.inversion import LABELS_ONLY
+from bento_invguard.redteam.strategies import natural_rows
 
 from .conftest import Digits, MockEndpoint
 

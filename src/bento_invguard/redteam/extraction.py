@@ -95,7 +95,9 @@ def extract(
         result.stopped = stop.reason
     result.details["trained_on"] = len(got)
     if not len(got):
-        result.note("no answer to train a copy on")
+        result.note("no answer to train a copy on: the copy is the attacker's own data alone")
+        if own is not None and len(own.x):
+            result.copy = fit_copy(None, own, 2)
         return result
     answered = got.labelled()
     if len(np.unique(answered.y)) < 2:
@@ -104,14 +106,14 @@ def extract(
     return result
 
 
-def fit_copy(answers: Labelled, own: Labelled | None, classes: int) -> SoftmaxRegression:
+def fit_copy(answers: Labelled | None, own: Labelled | None, classes: int) -> SoftmaxRegression:
     """The copy: a softmax regression on the answers, with the attacker's own rows if any."""
-    x, y = answers.x, answers.y
-    if own is not None and len(own.x):
-        x = np.vstack([own.x.reshape(len(own.x), -1), x])
-        y = np.concatenate([own.y, y])
-        classes = max(classes, int(own.y.max()) + 1)
-    return SoftmaxRegression(classes).fit(x, y)
+    parts = [p for p in (own, answers) if p is not None and len(p.x)]
+    if not parts:
+        raise ValueError("no labelled rows to fit a copy on")
+    x = np.vstack([p.x.reshape(len(p.x), -1) for p in parts])
+    y = np.concatenate([p.y for p in parts])
+    return SoftmaxRegression(max(classes, int(y.max()) + 1)).fit(x, y)
 
 
 class _Answers:
