@@ -39,14 +39,14 @@ from bento_invguard.redteam import (
     extract,
 )
 from bento_invguard.redteam import Rejected as Skipped
-from bento_invguard.redteam.strategies import STRATEGIES
+from bento_invguard.redteam.strategies import STRATEGIES, Strategy
 
 from .datasets import Dataset, load
 from .service import BareOracle, KeyRing, fit_profile, guarded_policy, open_service
 from .ways import WAYS, Stream
 
 #: Strategies the issue's target applies to (natural data within budget is not one).
-SYNTHETIC = ("uniform", "blend", "jacobian", "knockoff")
+SYNTHETIC: tuple[Strategy, ...] = ("uniform", "blend", "jacobian", "knockoff")
 EXTRACTION_WAYS = ("one-key", "rotate-16")
 TARGET_GAIN = 0.02
 TIER = "public"
@@ -88,11 +88,11 @@ def own_baseline(d: Dataset, own: Labelled, held: np.ndarray) -> float:
 
 
 def run_one(
-    d: Dataset, strategy: str, stream: Stream, own: Labelled, held: np.ndarray, seed: int
+    d: Dataset, strategy: Strategy, stream: Stream, own: Labelled, held: np.ndarray, seed: int
 ) -> dict[str, Any]:
     """One extraction stream; the copy's agreement on ``held`` (labelled by the bare model)."""
     space = InputSpace.from_rows(d.x_test, d.low, d.high)
-    settings = ExtractionSettings(strategy, batch=20, seed=seed, low=d.low, high=d.high)  # type: ignore[arg-type]
+    settings = ExtractionSettings(strategy, batch=20, seed=seed, low=d.low, high=d.high)
     result = extract(StreamLabeller(stream), space, own.x, settings, own)
     truth = d.model.predict_proba(held).argmax(axis=1)
     score = agreement(result.copy.predict(held), truth) if result.copy is not None else None
@@ -103,7 +103,7 @@ def extraction_table(
     name: str,
     *,
     budget: int = 2000,
-    strategies: tuple[str, ...] = STRATEGIES,
+    strategies: tuple[Strategy, ...] = STRATEGIES,
     ways: tuple[str, ...] = EXTRACTION_WAYS,
     seed: int = SEED,
     **monitor_overrides: Any,
@@ -141,7 +141,7 @@ def _stream(oracle: Any, ring: KeyRing, d: Dataset, way: str, budget: int, seed:
 
 def _row(
     name: str,
-    strategy: str,
+    strategy: Strategy,
     way: str,
     base: float,
     bare: dict[str, Any],
