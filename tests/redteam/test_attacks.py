@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bento_invguard.redteam import InputSpace, Plan, Reference, run
-from bento_invguard.redteam.extraction import query_rows
 from bento_invguard.redteam.inversion import LABELS_ONLY
+from bento_invguard.redteam.strategies import natural_rows
 
 from .conftest import Digits, MockEndpoint
 
@@ -64,11 +64,13 @@ def test_one_target_class(digits: Digits, endpoint: Callable[..., MockEndpoint])
 
 
 def test_extraction_copies_the_model(digits: Digits, endpoint: Callable[..., MockEndpoint]) -> None:
-    """The copy agrees with the endpoint on held-out rows it never trained on."""
+    """The copy agrees with the endpoint on held-out rows; the score is the gain over own data."""
     reference = Reference(digits.x_test, digits.y_test)
     report, result = run(plan("extraction", 300), reference, client=endpoint(mode="label").client())
     assert result.copy is not None
-    assert report["leakage"]["score"] > 0.8
+    leakage = report["leakage"]
+    assert leakage["agreement"] > 0.8
+    assert round(leakage["agreement"] - leakage["public_baseline"], 4) == leakage["score"]
     assert report["leakage"]["rows"] == 200
     assert report["evaluation"]["labelled_by"] == "attack_key"
     assert report["details"]["trained_on"] == 299  # budget minus the first contact
@@ -94,15 +96,15 @@ def test_blocked_key_stops_the_attack(
     assert mock.requests == 3
 
 
-def test_query_rows_pool_then_mixes(digits: Digits) -> None:
+def test_natural_rows_pool_then_mixes(digits: Digits) -> None:
     space = InputSpace.from_rows(digits.x_test, 0.0, 16.0)
     rng = np.random.default_rng(0)
     pool = digits.x_test[:10]
-    planned = query_rows(space, pool, 25, rng)
+    planned = natural_rows(space, pool, 25, rng)
     assert planned.shape == (25, 64)
     assert {tuple(r) for r in planned[:10]} == {tuple(r) for r in pool}
     assert ((planned >= space.lower) & (planned <= space.upper)).all()
-    uniform = query_rows(space, None, 5, rng)
+    uniform = natural_rows(space, None, 5, rng)
     assert ((uniform >= space.lower) & (uniform <= space.upper)).all()
 
 

@@ -29,7 +29,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = invoke(capsys, "attack", "--help")
     assert code == 0
     assert "usage: invguard attack" in out
-    for option in ("--attack", "--budget", "--reference", "--image", "--json", "--quiet"):
+    for option in ("--attack", "--budget", "--reference", "--strategy", "--json", "--quiet"):
         assert option in out
 
 
@@ -59,6 +59,12 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
         ([URL, "--attack", "inversion", "--shape", "64", "--min", "0", "--max", "1",
           "--fail-above", "2"], "--fail-above"),
         ([URL, "--attack", "inversion", "--reference", "missing.npz"], "no such file"),
+        ([URL, "--attack", "inversion", "--shape", "64", "--min", "0", "--max", "1",
+          "--strategy", "uniform"], "extraction only"),
+        ([URL, "--attack", "extraction", "--shape", "64", "--min", "0", "--max", "1",
+          "--strategy", "blend"], "needs --reference"),
+        ([URL, "--attack", "extraction", "--shape", "64", "--min", "0", "--max", "1",
+          "--strategy", "copycat"], "invalid choice"),
         (["http://[::1/predict", "--attack", "inversion", "--shape", "64", "--min", "0",
           "--max", "1"], "not a valid URL"),
         (["http:///predict", "--attack", "inversion", "--shape", "64", "--min", "0",

@@ -112,9 +112,31 @@ def test_extraction_reports_agreement(
     leakage = report["leakage"]
     # 60 queried rows copy the model well beyond always answering its most common label
     # (seen: agreement 0.8 against a majority rate of 0.135).
-    assert leakage["score"] > leakage["baseline"] + 0.3
+    assert leakage["agreement"] > leakage["baseline"] + 0.3
+    assert round(leakage["agreement"] - leakage["public_baseline"], 4) == leakage["score"]
     assert leakage["rows"] > 0
     assert report["details"]["trained_on"] > 0
+
+
+@pytest.mark.parametrize("strategy", ["blend", "knockoff"])
+def test_extraction_strategies_report_the_gain(
+    capsys: pytest.CaptureFixture[str],
+    digits_server: DigitsServer,
+    reference_file: Path,
+    strategy: str,
+) -> None:
+    """Synthetic and out-of-domain queries through the real service: the score is the gain."""
+    code, report, err = attack(
+        capsys, digits_server, "--key", digits_server.key("partner"), "--attack", "extraction",
+        "--strategy", strategy, "--budget", "100", "--reference", reference_file,
+        "--eval-key", digits_server.key("trusted"), "--fail-above", "0.5",
+    )  # fmt: skip
+    assert code == 0, err
+    assert report is not None
+    assert strategy == report["details"]["strategy"]
+    leakage = report["leakage"]
+    assert round(leakage["agreement"] - leakage["public_baseline"], 4) == leakage["score"]
+    assert leakage["score"] <= 0.5
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,10 @@ import numpy as np
 from ..redteam.client import Oracle
 from ..redteam.images import parse_image_shape
 from ..redteam.progress import Progress
+from ..redteam.reference import Reference
 from ..redteam.report import render, write_image, write_json
-from ..redteam.runner import ATTACKS, Plan, Reference, run
+from ..redteam.runner import ATTACKS, Plan, run
+from ..redteam.strategies import STRATEGIES
 from .errors import EXIT_OK, EXIT_PROBLEMS, CliError
 
 KEY_ENV = "INVGUARD_ATTACK_KEY"
@@ -32,8 +34,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "report the queries sent and refused, when the key was rate limited, degraded "
             "to labels or blocked, and a leakage score judged by a model trained on "
             "--reference (x/y rows disjoint from the model's training data) that the "
-            "attacker never queried. Exit codes: 0 the attack ran, 1 the endpoint never "
-            "answered or the leakage passed --fail-above, 2 bad arguments or files. "
+            "attacker never queried; for extraction, the copy's gain in agreement over a "
+            "copy of the attacker's own labelled rows. Exit codes: 0 the attack ran, 1 the "
+            "endpoint never answered or the leakage passed --fail-above, 2 bad arguments "
+            "or files. "
             "Attack only services you are allowed to test."
         ),
     )
@@ -46,6 +50,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--attack", required=True, choices=ATTACKS, help="which attack")
     parser.add_argument(
         "--budget", type=int, default=2000, help="rows (queries) to send at most (default: 2000)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="natural",
+        help="extraction: where the queries come from: natural public rows, uniform draws, "
+        "blends of public rows, Jacobian augmentation, out-of-domain photographs "
+        "(default: natural)",
     )
     parser.add_argument(
         "--target-class", type=int, default=None, help="invert this class only (default: all)"
@@ -99,7 +111,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--fail-above",
         type=float,
         default=None,
-        help="exit 1 when the leakage score is above this (0..1), e.g. for CI",
+        help="exit 1 when the leakage score (extraction: the gain) is above this (0..1), "
+        "e.g. for CI",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_attack)
@@ -187,6 +200,10 @@ def _plan(args: argparse.Namespace, reference: Reference | None) -> Plan:
         raise CliError("--target-class must be >= 0")
     if args.target_class is not None and args.attack == "extraction":
         raise CliError("--target-class applies to inversion and label-only only")
+    if args.strategy != "natural" and args.attack != "extraction":
+        raise CliError("--strategy applies to extraction only")
+    if args.strategy == "blend" and reference is None:
+        raise CliError("--strategy blend needs --reference (the public rows it blends)")
     if (
         reference is not None
         and args.target_class is not None
@@ -219,6 +236,7 @@ def _plan(args: argparse.Namespace, reference: Reference | None) -> Plan:
         max_wait=args.max_wait,
         max_wait_total=args.max_wait_total,
         eval_key=args.eval_key,
+        strategy=args.strategy,
     )
 
 

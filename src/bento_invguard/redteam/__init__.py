@@ -8,19 +8,24 @@ how much leaked, judged by a model the attacker never queried.
 
 from .client import Exchange, Oracle, OracleStats, Rejected, Stopped, one_hot_rows
 from .common import AttackResult, InputSpace
-from .extraction import ExtractionSettings, extract
+from .extraction import ExtractionSettings, Labelled, Labeller, extract
 from .inversion import NesSettings, invert
 from .label_only import ProbeSettings, reverse_correlation
-from .runner import ATTACKS, Plan, Reference, Split, run
+from .reference import Reference, Split
+from .runner import ATTACKS, Plan, run
 from .scoring import InversionLeakage, SoftmaxRegression, agreement, fit_judge, inversion_leakage
+from .strategies import STRATEGIES, Strategy
 
 __all__ = [
     "ATTACKS",
+    "STRATEGIES",
     "AttackResult",
     "Exchange",
     "ExtractionSettings",
     "InputSpace",
     "InversionLeakage",
+    "Labelled",
+    "Labeller",
     "NesSettings",
     "Oracle",
     "OracleStats",
@@ -31,6 +36,7 @@ __all__ = [
     "SoftmaxRegression",
     "Split",
     "Stopped",
+    "Strategy",
     "agreement",
     "extract",
     "fit_judge",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .client import Oracle, Rejected
+from .exchange import Rejected
 from .scoring import SoftmaxRegression
 
 
@@ -73,7 +73,13 @@ class AttackResult:
             self.notes.append(text)
 
 
-def ask_or_skip(oracle: Oracle, rows: np.ndarray, result: AttackResult) -> np.ndarray | None:
+class Asker(Protocol):
+    """Anything that answers ``ask(rows) -> (n, classes)`` (an oracle)."""
+
+    def ask(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+def ask_or_skip(oracle: Asker, rows: np.ndarray, result: AttackResult) -> np.ndarray | None:
     """``oracle.ask(rows)``; None when this one request is refused (noted), Stopped propagates."""
     try:
         return oracle.ask(rows)

@@ -89,10 +89,9 @@ def _leakage(report: dict[str, Any]) -> str:
         return "not scored"
     if report["attack"] == "extraction":
         return (
-            f"{leak['score']:.3f} top-1 agreement of the copy with the endpoint on "
-            f"{leak['rows']} held-out rows (a constant copy: {leak['baseline']:.3f}; "
-            f"a copy of the attacker's public rows with their true labels, no query: "
-            f"{leak['public_baseline']:.3f})"
+            f"{leak['score']:+.3f} gain: the copy agrees {leak['agreement']:.3f} with the "
+            f"endpoint on {leak['rows']} held-out rows, a copy of the attacker's own labelled "
+            f"rows alone {leak['public_baseline']:.3f} (a constant copy: {leak['baseline']:.3f})"
         )
     n = len(leak["recognised"])
     return (

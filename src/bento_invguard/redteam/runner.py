@@ -4,20 +4,21 @@ The attacker's knowledge: the endpoint URL and a key, the input shape and
 range, and optionally public *reference* rows ``x`` from the same
 distribution as the model's data (never its training rows). Inversion and
 label-only use the reference only for class-blind statistics (mean, per-
-feature range and spread); extraction sends half of the reference rows as
-queries. The labels ``y`` of the reference are never used by an attack:
-they train the *judge* that scores reconstructions, and measure the copy's
-accuracy.
+feature range and spread). Extraction takes half of the reference rows, the
+attacker's *pool*, with their labels: its own labelled data, which its
+queries start from (natural, blend, jacobian) and its copy learns from
+beside the endpoint's answers. The score of an extraction is the copy's
+*gain*: its agreement with the endpoint on the other half, minus the
+agreement of a copy of the pool alone (what the attacker had before asking).
+Inversion and label-only never see the labels: they train the *judge* that
+scores reconstructions.
 """
 
 from __future__ import annotations
 
 import time
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -26,71 +27,15 @@ import numpy as np
 from ..audit.jsonsafe import json_safe
 from .client import Oracle, Rejected, Stopped
 from .common import AttackResult, InputSpace
-from .extraction import ExtractionSettings, extract
+from .extraction import ExtractionSettings, Labelled, extract
 from .inversion import NesSettings, invert
 from .label_only import ProbeSettings, reverse_correlation
+from .reference import Reference, Split
 from .scoring import SoftmaxRegression, agreement, fit_judge, inversion_leakage
+from .strategies import Strategy
 
 AttackName = Literal["inversion", "label-only", "extraction"]
 ATTACKS: tuple[AttackName, ...] = ("inversion", "label-only", "extraction")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Public labelled rows: the attacker's pool and held-out rows, the judge's training data."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    @classmethod
-    def load(cls, path: str | Path) -> Reference:
-        """An ``.npz`` with arrays ``x`` (n, features...) and ``y`` (n,) of class indices.
-
-        Raises ``ValueError`` for a file that is not such an archive (a ``.npy``,
-        a damaged zip) and ``OSError`` for one that cannot be read.
-        """
-        # Our own file object: np.load leaks the one it opens when the zip is unreadable.
-        with open(path, "rb") as file:
-            try:
-                data = np.load(file, allow_pickle=False)
-            except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise ValueError(f"not a readable .npz archive: {exc}") from None
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive of arrays x and y (a single array?)")
-            with data:
-                missing = {"x", "y"} - set(data.files)
-                if missing:
-                    raise ValueError(f"the file has no array named {', '.join(sorted(missing))}")
-                try:
-                    x, y = np.asarray(data["x"], dtype=np.float64), np.asarray(data["y"])
-                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                    raise ValueError(f"damaged .npz archive: {exc}") from None
-        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) < 4:
-            raise ValueError(
-                f"need x of shape (n, features) and y of shape (n,), n >= 4; "
-                f"got x {x.shape} and y {y.shape}"
-            )
-        if not np.isfinite(x).all():
-            raise ValueError("x holds NaN or infinite values")
-        if y.dtype.kind not in "iu" or y.min() < 0:
-            raise ValueError("y must hold class indices 0, 1, 2, ...")
-        return cls(x.reshape(len(x), -1), y.astype(np.int64))
-
-    def split(self, seed: int = 0) -> Split:
-        """A seeded half/half split: the attacker's pool and the held-out rows."""
-        order = np.random.default_rng(seed).permutation(len(self.x))
-        pool, held = order[: len(order) // 2], order[len(order) // 2 :]
-        return Split(self.x[pool], self.y[pool], self.x[held], self.y[held])
-
-
-@dataclass(frozen=True)
-class Split:
-    """:meth:`Reference.split`: the pool's labels are for scoring only, attacks never see them."""
-
-    pool_x: np.ndarray
-    pool_y: np.ndarray
-    held_x: np.ndarray
-    held_y: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -114,6 +59,7 @@ class Plan:
     max_wait_total: float = 60.0
     eval_key: str | None = None  # extraction: key that labels the held-out rows
     eval_rows: int = 200
+    strategy: Strategy = "natural"  # extraction: where its queries come from
 
 
 def run(
@@ -228,8 +174,13 @@ def _attack(
     if plan.attack == "label-only":
         cfg = ProbeSettings(batch=plan.batch, seed=plan.seed)
         return reverse_correlation(oracle, space, targets, cfg)
-    pool = split.pool_x if split is not None else None
-    return extract(oracle, space, pool, ExtractionSettings(batch=plan.batch, seed=plan.seed))
+    settings = ExtractionSettings(
+        plan.strategy, batch=plan.batch, seed=plan.seed, low=plan.low, high=plan.high
+    )
+    if split is None:
+        return extract(oracle, space, None, settings)
+    own = Labelled(split.pool_x, split.pool_y)
+    return extract(oracle, space, split.pool_x, settings, own)
 
 
 def _score(
@@ -273,17 +224,16 @@ def _score(
         result.note("the endpoint did not label the held-out rows: agreement unknown")
         return None, evaluation
     answered = len(labels)
-    baseline = float(np.bincount(labels).max() / answered)
     score = agreement(copied[:answered], labels)
-    # What the attacker's own public rows give with their true labels, no query sent:
-    # the endpoint's answers leak only what the copy agrees beyond that.
+    # What the attacker's own labelled rows give, no query sent: the endpoint's
+    # answers are worth only what the copy agrees beyond that.
     public = SoftmaxRegression(n_classes).fit(split.pool_x, split.pool_y)
     public_score = agreement(public.predict(x_hold[:answered]), labels)
     leakage = {
-        "score": round(score, 4),
-        "baseline": round(baseline, 4),
+        "score": round(score - public_score, 4),
+        "agreement": round(score, 4),
         "public_baseline": round(public_score, 4),
-        "gain_over_public": round(score - public_score, 4),
+        "baseline": round(float(np.bincount(labels).max() / answered), 4),
         "rows": answered,
     }
     return leakage, evaluation
