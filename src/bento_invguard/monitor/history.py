@@ -62,8 +62,11 @@ class History:
         if self.running.shape != stats.shape[1:]:
             self.running, self.running_rows = np.zeros(stats.shape[1]), 0
         n = len(stats)
-        weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-        self.running = self.running * decay**n + weights @ stats
+        if n == 1:  # the common one-row query: no weights to build
+            self.running = self.running * decay + stats[0]
+        else:
+            weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
+            self.running = self.running * decay**n + weights @ stats
         self.running_rows += n
 
     def push(self, flags: np.ndarray, now: float) -> None:
