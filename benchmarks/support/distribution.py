@@ -22,6 +22,7 @@ row per query. :func:`cost` times the per-row statistic and update.
 from __future__ import annotations
 
 import timeit
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,21 @@ KINDS = ("uniform", "blend2", "blend3", "jacobian", "out_of_domain")
 BUDGET = 500
 
 
-def table(
-    data: Dataset,
-    workdir: Path,
-    principals: int = 100,
-    queries: int = 300,
-    keys: tuple[int, ...] = (1, 5, 10),
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """One row per stream (and key count): rows to the first flag, and the benign crowd."""
+@dataclass(frozen=True)
+class Setup:
+    """A data set's monitor with a fitted distribution reference, and natural rows that
+    neither the profile nor the reference saw."""
+
+    data: Dataset
+    policy: Policy
+    alone: Policy  # the distribution signal alone: boundary hugging and off-data rates off
+    profile: Profile
+    reference_rows: np.ndarray
+    natural: np.ndarray
+
+
+def prepare(data: Dataset, workdir: Path, seed: int = 0) -> Setup:
+    """Fit the reference on half the held-out split, calibrated to the policy's rate."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.x_test))
     reference_rows = data.x_test[order[: len(order) // 2]]
@@ -58,22 +65,47 @@ def table(
         target_false_positive_rate=policy.monitor.target_false_positive_rate,
     )
     path = reference.save(workdir / f"{data.name}.distribution.json")
-    policy = _policy(data, path)
+    alone = {"boundary_margin": 1e-12, "benign_off_data_rate": 0.999}
+    return Setup(
+        data, _policy(data, path), _policy(data, path, alone), profile, reference_rows, natural
+    )
+
+
+def table(
+    data: Dataset,
+    workdir: Path,
+    principals: int = 100,
+    queries: int = 300,
+    keys: tuple[int, ...] = (1, 5, 10),
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One row per stream (and key count): rows to the first flag, and the benign crowd."""
+    setup = prepare(data, workdir, seed)
+    rng = np.random.default_rng(seed + 1)
     out: list[dict[str, Any]] = []
     for kind in KINDS:
-        rows = _stream(kind, data, reference_rows, rng)
+        rows = _stream(kind, data, setup.reference_rows, rng)
         for k in keys:
-            flagged = _first_flag(Monitor(policy), profile, data, rows, k)
-            out.append(
-                {"stream": kind, "keys": k, "flagged_at_row": flagged[0], "reasons": flagged[1]}
-            )
-    mon = Monitor(policy)
-    benign = 0
-    for p in range(principals):
-        rows = natural[rng.integers(0, len(natural), queries)]
-        benign += _first_flag(mon, profile, data, rows, 1, f"user{p}")[0] is not None
-    out.append({"stream": "benign", "keys": principals, "flagged_principals": benign})
+            out.append(flags(setup, kind, rows, k))
+    out.append(benign(setup, principals, queries, rng))
     return out
+
+
+def benign(
+    setup: Setup, principals: int, queries: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Principals each sending ``queries`` natural rows: how many are flagged."""
+    mon = Monitor(setup.policy)
+    flagged = 0
+    for p in range(principals):
+        rows = setup.natural[rng.integers(0, len(setup.natural), queries)]
+        flagged += first_flag(setup, rows, 1, f"user{p}", mon)[0] is not None
+    return {
+        "stream": "benign",
+        "keys": principals,
+        "queries": queries,
+        "flagged_principals": flagged,
+    }
 
 
 def cost(data: Dataset, workdir: Path, repeats: int = 7, number: int = 2000) -> dict[str, float]:
@@ -95,8 +127,11 @@ def cost(data: Dataset, workdir: Path, repeats: int = 7, number: int = 2000) -> 
     return {"features": float(data.features), "us_per_row": min(times) / number * 1e6}
 
 
-def _policy(data: Dataset, distribution: Path | None = None) -> Policy:
+def _policy(
+    data: Dataset, distribution: Path | None = None, settings: dict[str, Any] | None = None
+) -> Policy:
     monitor: dict[str, Any] = {} if distribution is None else {"distribution": str(distribution)}
+    monitor |= settings or {}
     return Policy.model_validate(
         {
             "tiers": {"public": {}},
@@ -151,25 +186,34 @@ def _photo_patches(data: Dataset, n: int, rng: np.random.Generator) -> np.ndarra
     return out
 
 
-def _first_flag(
-    mon: Monitor,
-    profile: Profile,
-    data: Dataset,
+def flags(setup: Setup, stream: str, rows: np.ndarray, keys: int) -> dict[str, Any]:
+    """The row at which the monitor first flags a key, and at which the distribution
+    signal alone does."""
+    at, why = first_flag(setup, rows, keys)
+    alone = first_flag(setup, rows, keys, mon=Monitor(setup.alone))[0]
+    return {"stream": stream, "keys": keys, "flagged_at_row": at, "reasons": why, "alone": alone}
+
+
+def first_flag(
+    setup: Setup,
     rows: np.ndarray,
     keys: int,
     name: str = "attacker",
+    mon: Monitor | None = None,
 ) -> tuple[int | None, str]:
-    """Send ``rows`` one per query over ``keys`` keys in turn: the row (1-based) at which
-    a key is first flagged or blocked, and why."""
+    """Send ``rows`` one per query over ``keys`` keys in turn (a fresh monitor unless
+    ``mon``): the row (1-based) at which a key is first flagged or blocked, and why."""
+    mon = Monitor(setup.policy) if mon is None else mon
+    model = setup.data.model
     for i, row in enumerate(rows):
         ctx = QueryContext(endpoint="predict", principal=f"{name}{i % keys}", tier_name="public")
         x = row[None, :]
         try:
             run_without_io(mon.check_block(ctx))
-            if profile.first_violation(x) is not None:
+            if setup.profile.first_violation(x) is not None:
                 run_without_io(mon.observe_refused(ctx, 1))
             else:
-                ctx.input, ctx.scores = x, data.model.predict_proba(x)
+                ctx.input, ctx.scores = x, model.predict_proba(x)
                 run_without_io(mon.assess(ctx, np.zeros(1, bool), np.zeros(1, bool)))
         except Exception:  # a block: the monitor put its rejection on the context
             if ctx.rejection is None:
@@ -177,3 +221,46 @@ def _first_flag(
         if ctx.flagged or ctx.rejection is not None:
             return i + 1, ", ".join(ctx.risk_reasons)
     return None, ""
+
+
+def report(quick: bool = False) -> tuple[str, dict[str, Any]]:
+    """Both data sets: every stream on 1, 5 and 10 keys, ART's streams, the benign crowd
+    (100 principals x 300 queries; 30 with ``quick``) and the cost per one-row query."""
+    import tempfile
+
+    from .datasets import NAMES
+    from .distribution_art import art_table, load
+
+    principals = 30 if quick else 100
+    figures: dict[str, Any] = {}
+    lines = [
+        "| data set | stream | keys | flagged at row | signal alone | reasons |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in NAMES:
+            data = load(name)
+            rows = table(data, Path(tmp), principals=principals)
+            rows[-1:-1] = art_table(prepare(data, Path(tmp)), (1, 10))
+            figures[name] = {"streams": rows, "cost": cost(data, Path(tmp))}
+            for r in rows:
+                if r["stream"] == "benign":
+                    lines.append(
+                        f"| {name} | benign, {r['queries']} natural queries each | {r['keys']} | "
+                        f"{r['flagged_principals']} flagged | | |"
+                    )
+                else:
+                    lines.append(
+                        f"| {name} | {r['stream']} | {r['keys']} | {_row(r['flagged_at_row'])} | "
+                        f"{_row(r['alone'])} | {r['reasons']} |"
+                    )
+    costs = ", ".join(
+        f"{n}: {f['cost']['us_per_row']:.1f} us ({f['cost']['features']:.0f} features)"
+        for n, f in figures.items()
+    )
+    lines += ["", f"Per one-row query (statistics, update, score; min of repeats): {costs}."]
+    return "\n".join(lines), figures
+
+
+def _row(at: int | None) -> str:
+    return "-" if at is None else str(at)
