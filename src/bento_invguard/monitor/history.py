@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..policy.monitor import MonitorPolicy
-from .distribution import DistributionReference
+from .distribution import DistributionReference, decayed_sum
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
 _RUNNING = struct.Struct("<I")  # rows in the running sum
@@ -60,14 +60,9 @@ class History:
         if len(stats) == 0:
             return
         if self.running.shape != stats.shape[1:]:
-            self.running, self.running_rows = np.zeros(stats.shape[1]), 0
-        n = len(stats)
-        if n == 1:  # the common one-row query: no weights to build
-            self.running = self.running * decay + stats[0]
-        else:
-            weights = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-            self.running = self.running * decay**n + weights @ stats
-        self.running_rows += n
+            self.running_rows = 0
+        self.running = decayed_sum(self.running, stats, decay)
+        self.running_rows += len(stats)
 
     def push(self, flags: np.ndarray, now: float) -> None:
         """Add queries, one column of ``flags`` (len(SIGNALS), k) each, oldest first."""
@@ -83,12 +78,18 @@ class History:
             self.count += 1
 
     def scores(
-        self, policy: MonitorPolicy, reference: DistributionReference | None = None
+        self,
+        policy: MonitorPolicy,
+        reference: DistributionReference | None = None,
+        direction: np.ndarray | None = None,
     ) -> dict[str, float]:
         """Each signal in 0..1: probing, boundary hugging, off-data rows, burst, and with
-        a ``reference`` the distribution of the key's rows."""
+        a ``reference`` the distribution of the key's rows (also along the crowd's
+        ``direction`` while all keys' traffic is off)."""
         n = self.filled
-        extra = {} if reference is None else {"distribution": self._distribution(reference)}
+        extra = {}
+        if reference is not None:
+            extra = {"distribution": self._distribution(reference, direction)}
         if n == 0:
             return dict.fromkeys((*SIGNALS, "burst"), 0.0) | extra
         probing, boundary, off_data = (int(c) for c in self.flags[:, :n].sum(axis=1))
@@ -102,10 +103,12 @@ class History:
             "burst": self._burst(policy),
         } | extra
 
-    def _distribution(self, reference: DistributionReference) -> float:
+    def _distribution(
+        self, reference: DistributionReference, direction: np.ndarray | None
+    ) -> float:
         if self.running.shape != (reference.size,):
             return 0.0
-        return reference.score(self.running, self.running_rows)
+        return reference.score(self.running, self.running_rows, direction)
 
     def _burst(self, policy: MonitorPolicy) -> float:
         lifetime = self.last_seen - self.first_seen
@@ -120,12 +123,15 @@ class History:
         return min(1.0, max(0.0, (ratio - 1.0) / (policy.burst_factor - 1.0)))
 
     def risk(
-        self, policy: MonitorPolicy, reference: DistributionReference | None = None
+        self,
+        policy: MonitorPolicy,
+        reference: DistributionReference | None = None,
+        direction: np.ndarray | None = None,
     ) -> tuple[float, list[str]]:
         """The signals combined (burst weighs less), with a reason named for each strong one."""
         if self.count < policy.min_queries:
             return 0.0, []
-        scores = self.scores(policy, reference)
+        scores = self.scores(policy, reference, direction)
         keep = 1.0
         for name, value in scores.items():
             keep *= 1.0 - (BURST_WEIGHT if name == "burst" else 1.0) * value

@@ -16,6 +16,7 @@ from ..context import QueryContext
 from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures, is_memory, storage_uri
+from .crowd import Crowd
 from .distribution import DistributionReference
 from .history import SIGNALS, History, top_margin
 from .store import MonitorStore, UpdateContention, open_monitor_store
@@ -34,7 +35,8 @@ class Monitor:
     decision boundary beyond what benign traffic shows, the share in requests
     the reference profile refused beyond what benign traffic shows, and
     bursts against the principal's own rate; with ``monitor.distribution``, whether
-    the principal's answered rows are distributed like natural data. ``on_blocks`` hears how many
+    the principal's answered rows are distributed like natural data, alone and along the
+    way all keys' rows together are off (:class:`Crowd`). ``on_blocks`` hears how many
     principals are blocked whenever that may have changed.
     """
 
@@ -70,6 +72,7 @@ class Monitor:
         self._contention_failed = StorageFailures(policy, "monitor", "monitor", fail_open=False)
         self.timeout = policy.rate_limiting.timeout
         self.distribution: DistributionReference | None = None
+        self.crowd = Crowd()  # every key's answered rows in this process
         if self.settings.distribution is not None:
             self.distribution = DistributionReference.load(
                 policy.resolve(self.settings.distribution)
@@ -160,7 +163,11 @@ class Monitor:
         except Exception as exc:
             failed(ctx, exc)
             return
-        ctx.risk, ctx.risk_reasons = history.risk(self.settings, reference)
+        direction = None
+        if stats is not None and reference is not None:
+            self.crowd.add(stats, reference.decay)
+            direction = self.crowd.direction(reference)
+        ctx.risk, ctx.risk_reasons = history.risk(self.settings, reference, direction)
         if ctx.risk >= self.settings.thresholds.flag:  # the lowest threshold: else nothing to do
             await self._escalate(ctx, key, refuse)
 

@@ -1,0 +1,50 @@
+"""All keys' answered rows together: the distribution signal's view across keys.
+
+An attacker who rotates many keys sends each only a few rows: too few for
+one key's running test. Together, though, its rows move the running sum of
+everything the service answers off the same way. :class:`Crowd` keeps that
+sum (decayed per row, like a key's); while it is past the reference's limit,
+its direction is the way the traffic is off, and each key is also tested
+along that one direction, which takes far fewer rows than the test over every
+direction (see :meth:`DistributionReference.score`).
+
+The crowd lives in the process: with several workers, each has the crowd of
+the traffic it serves, while the keys' own sums are shared through the store.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .distribution import DistributionReference, decayed_sum
+
+
+class Crowd:
+    """The decayed running sum of every answered row's statistics.
+
+    >>> import numpy as np
+    >>> crowd = Crowd()
+    >>> crowd.add(np.ones((3, 2)), decay=0.5)
+    >>> crowd.rows, crowd.running.tolist()
+    (3, [1.75, 1.75])
+    """
+
+    def __init__(self) -> None:
+        self.running = np.zeros(0)
+        self.rows = 0
+
+    def add(self, stats: np.ndarray, decay: float) -> None:
+        """Add rows' statistics (n, size), oldest first."""
+        if len(stats) == 0:
+            return
+        if self.running.shape != stats.shape[1:]:
+            self.rows = 0
+        self.running = decayed_sum(self.running, stats, decay)
+        self.rows += len(stats)
+
+    def direction(self, reference: DistributionReference) -> np.ndarray | None:
+        """The unit direction the traffic is off along, while it is off; else None."""
+        if self.running.shape != (reference.size,) or not reference.off(self.running, self.rows):
+            return None
+        unit: np.ndarray = self.running / np.linalg.norm(self.running)
+        return unit
