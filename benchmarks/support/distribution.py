@@ -1,22 +1,23 @@
-"""The per-key distribution signal against synthetic extraction streams, and its cost.
+"""The per-key distribution signal against extraction streams, and its cost.
 
-:func:`table` runs, for a data set, the monitor with a distribution reference
-(fitted on half the held-out split, calibrated to the policy's false-positive
-rate) over:
+:func:`report` (``efficacy.py --distribution``) runs, on digits and MNIST, the
+monitor with a distribution reference fitted on half the held-out split and
+calibrated to the policy's false-positive rate, over:
 
-- synthetic streams an extraction attacker sends: uniform draws over the input
-  box, blends of 2 and 3 natural inputs, Jacobian augmentation (Papernot et al.
-  2017: a step of ``0.1 x range`` along the sign of the served model's
-  gradient, from natural seeds), and out-of-domain natural images (patches of
-  scikit-learn's sample photographs, resized to the input);
-- each on one key and rotated over 5 and 10 keys: the row (over all keys) at
-  which the first key is flagged or blocked, within 500 rows;
+- the streams of :mod:`.distribution_streams` (uniform, blends of 2 and 3,
+  Jacobian augmentation, out-of-domain images) and of ART
+  (:mod:`.distribution_art`), each on one key and rotated over 5 and 10 keys:
+  the row (over all keys) at which a key is first flagged or blocked, with the
+  whole monitor and with the distribution signal alone (no boundary signal,
+  every row answered);
+- the same rotated streams diluted in benign traffic (:func:`mixed`);
 - the benign crowd: principals each sending 300 natural held-out rows (never
-  seen by the profile or the reference), and how many of them are flagged.
+  seen by the profile or the reference), and how many of them are flagged;
+- the cost of the signal per one-row query (:func:`cost`).
 
 Rows the reference profile refuses are counted as the service counts them
 (``observe_refused``); the others are assessed with the model's answer, one
-row per query. :func:`cost` times the per-row statistic and update.
+row per query.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ import numpy as np
 from bento_invguard import Policy, Profile
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import DistributionReference, History, Monitor, run_without_io
-from bento_invguard.redteam.common import InputSpace
-from bento_invguard.redteam.strategies import knockoff_rows
+from bento_invguard.monitor.crowd import Crowd
 
 from .datasets import Dataset
-
-KINDS = ("uniform", "blend2", "blend3", "jacobian", "out_of_domain")
-BUDGET = 500
+from .distribution_streams import KINDS, stream
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def table(
     rng = np.random.default_rng(seed + 1)
     out: list[dict[str, Any]] = []
     for kind in KINDS:
-        rows = _stream(kind, data, setup.reference_rows, rng)
+        rows = stream(kind, data, setup.reference_rows, rng)
         for k in keys:
             out.append(flags(setup, kind, rows, k))
     out.append(benign(setup, principals, queries, rng))
@@ -108,21 +106,21 @@ def benign(setup: Setup, principals: int, queries: int, rng: np.random.Generator
     }
 
 
-def cost(data: Dataset, workdir: Path, repeats: int = 7, number: int = 2000) -> dict[str, float]:
-    """Microseconds per one-row query: the statistics of the row plus the running update
-    (min over ``repeats``)."""
-    profile = Profile.fit(data.x_train)
-    reference = DistributionReference.fit(profile, data.x_test)
-    history = History(64)
-    row = data.x_test[:1]
-    stats = reference.statistics(row)
-    decay = reference.decay
-    history.add_statistics(stats, decay)
+def cost(data: Dataset, repeats: int = 7, number: int = 2000) -> dict[str, float]:
+    """Microseconds per one-row query of what the signal adds to the monitor: the row's
+    statistics, the key's and the crowd's running sums, the crowd's direction and the
+    key's score (min over ``repeats``)."""
+    reference = DistributionReference.fit(Profile.fit(data.x_train), data.x_test)
+    history, crowd, row, decay = History(64), Crowd(), data.x_test[:1], reference.decay
 
     def per_row() -> None:
-        history.add_statistics(reference.statistics(row), decay)
-        reference.score(history.running, history.running_rows)
+        stats = reference.statistics(row)
+        history.add_statistics(stats, decay)
+        crowd.add(stats)
+        direction = crowd.direction(reference)
+        reference.score(history.running, history.running_rows, direction)
 
+    per_row()
     times = timeit.repeat(per_row, repeat=repeats, number=number)
     return {"features": float(data.features), "us_per_row": min(times) / number * 1e6}
 
@@ -139,34 +137,6 @@ def _policy(
             "monitor": monitor,
         }
     )
-
-
-def _stream(kind: str, data: Dataset, natural: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    n, span = BUDGET, data.high - data.low
-    if kind == "uniform":
-        return rng.uniform(data.low, data.high, (n, data.features))
-    if kind.startswith("blend"):
-        k = int(kind[-1])
-        weights = rng.dirichlet(np.ones(k), n)
-        mixed: np.ndarray = (
-            natural[rng.integers(0, len(natural), (n, k))] * weights[:, :, None]
-        ).sum(1)
-        return mixed
-    if kind == "jacobian":  # rounds 1..4 of augmentation, as the substitute's set grows
-        points = natural[rng.integers(0, len(natural), n)]
-        rounds = rng.integers(1, 5, n)
-        coef = data.model.coef / data.model.scale
-        for r in range(1, 5):
-            probs = data.model.predict_proba(points)
-            label = probs.argmax(axis=1)
-            gradient = coef[label] - probs @ coef  # d log p(label) / dx of the softmax model
-            step = np.where((rounds >= r)[:, None], 0.1 * span * np.sign(gradient), 0.0)
-            points = np.clip(points + step, data.low, data.high)
-        return points
-    if kind == "out_of_domain":
-        space = InputSpace.from_range(data.features, data.low, data.high)
-        return knockoff_rows(space, n, rng, low=data.low, high=data.high)
-    raise ValueError(f"unknown stream {kind!r}")
 
 
 def flags(setup: Setup, stream: str, rows: np.ndarray, keys: int) -> dict[str, Any]:
@@ -242,8 +212,9 @@ def send(
 
 
 def report(quick: bool = False) -> tuple[str, dict[str, Any]]:
-    """Both data sets: every stream on 1, 5 and 10 keys, ART's streams, the benign crowd
-    (100 principals x 300 queries; 30 with ``quick``) and the cost per one-row query."""
+    """Both data sets: every stream on 1, 5 and 10 keys, ART's streams, rotated streams
+    amid benign traffic, the benign crowd (100 principals x 300 queries; 30 with
+    ``quick``) and the cost per one-row query."""
     import tempfile
 
     from .datasets import NAMES
@@ -251,33 +222,53 @@ def report(quick: bool = False) -> tuple[str, dict[str, Any]]:
 
     principals = 30 if quick else 100
     figures: dict[str, Any] = {}
-    lines = [
+    streams = [
         "| data set | stream | keys | flagged at row | signal alone | reasons |",
         "|---|---|---:|---:|---:|---|",
+    ]
+    amid = [
+        "| data set | stream | attacker keys | benign rows per attacker row "
+        "| flagged at attacker row | benign principals flagged |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in NAMES:
             data = load(name)
+            setup = prepare(data, Path(tmp))
             rows = table(data, Path(tmp), principals=principals)
-            rows[-1:-1] = art_table(prepare(data, Path(tmp)), (1, 10))
-            figures[name] = {"streams": rows, "cost": cost(data, Path(tmp))}
-            for r in rows:
-                if r["stream"] == "benign":
-                    lines.append(
-                        f"| {name} | benign, {r['queries']} natural queries each | {r['keys']} | "
-                        f"{r['flagged_principals']} flagged | | |"
-                    )
-                else:
-                    lines.append(
-                        f"| {name} | {r['stream']} | {r['keys']} | {_row(r['flagged_at_row'])} | "
-                        f"{_row(r['alone'])} | {r['reasons']} |"
-                    )
+            rows[-1:-1] = art_table(setup, (1, 10))
+            rng = np.random.default_rng(3)
+            diluted = [
+                {"stream": kind}
+                | mixed(setup, stream(kind, data, setup.reference_rows, rng), 10, 20, share, rng)
+                for kind in ("blend2", "blend3", "jacobian")
+                for share in (1, 4)
+            ]
+            figures[name] = {"streams": rows, "mixed": diluted, "cost": cost(data)}
+            streams += [_stream_line(name, r) for r in rows]
+            amid += [
+                f"| {name} | {r['stream']} | {r['keys']} | {r['share']} "
+                f"| {_row(r['flagged_at_row'])} | {r['flagged_users']} of {r['users']} |"
+                for r in diluted
+            ]
     costs = ", ".join(
         f"{n}: {f['cost']['us_per_row']:.1f} us ({f['cost']['features']:.0f} features)"
         for n, f in figures.items()
     )
-    lines += ["", f"Per one-row query (statistics, update, score; min of repeats): {costs}."]
-    return "\n".join(lines), figures
+    text = "\n".join([*streams, "", *amid, "", f"Per one-row query (min of repeats): {costs}."])
+    return text, figures
+
+
+def _stream_line(name: str, r: dict[str, Any]) -> str:
+    if r["stream"] == "benign":
+        return (
+            f"| {name} | benign, {r['queries']} natural queries each | {r['keys']} "
+            f"| {r['flagged_principals']} flagged | | |"
+        )
+    return (
+        f"| {name} | {r['stream']} | {r['keys']} | {_row(r['flagged_at_row'])} "
+        f"| {_row(r['alone'])} | {r['reasons']} |"
+    )
 
 
 def _row(at: int | None) -> str:

@@ -34,7 +34,8 @@ from bento_invguard.redteam.strategies import knockoff_rows
 
 from .datasets import Dataset
 from .datasets import load as load_uncached
-from .distribution import BUDGET, Setup, flags
+from .distribution import Setup, flags
+from .distribution_streams import BUDGET
 
 #: Each data set is loaded (and its model trained) once: each one is the other's source.
 load = functools.cache(load_uncached)

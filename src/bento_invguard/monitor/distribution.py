@@ -73,10 +73,12 @@ class DistributionReference(BaseModel):
     projected_limit: float = Field(gt=0, description="Its limit for the target rate.")
 
     _statistics: Callable[[np.ndarray], np.ndarray] = PrivateAttr()
+    _decay2: float = PrivateAttr()
 
     def model_post_init(self, context: object, /) -> None:
         # built once: the per-row path then touches no pydantic attribute
         proj = np.asarray(self.projection, dtype=np.float64)
+        self._decay2 = self.decay**2
         self._statistics = _make_statistics(
             np.asarray(self.mean, dtype=np.float64),
             proj,
@@ -106,7 +108,7 @@ class DistributionReference(BaseModel):
         the projected limit: many keys of a few rows each, all off the same way."""
         if rows < min(self.min_rows, self.crowd_min_rows):
             return 0.0
-        decay2 = self.decay**2
+        decay2 = self._decay2
         weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
         ratio = float(total @ total) / weight2 / self.limit if rows >= self.min_rows else 0.0
         if direction is not None and rows >= self.crowd_min_rows:

@@ -165,7 +165,7 @@ class Monitor:
             return
         direction = None
         if stats is not None and reference is not None:
-            self.crowd.add(stats, reference.decay)
+            self.crowd.add(stats)
             direction = self.crowd.direction(reference)
         ctx.risk, ctx.risk_reasons = history.risk(self.settings, reference, direction)
         if ctx.risk >= self.settings.thresholds.flag:  # the lowest threshold: else nothing to do
