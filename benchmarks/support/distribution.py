@@ -110,15 +110,14 @@ def cost(data: Dataset, repeats: int = 7, number: int = 2000) -> dict[str, float
     """Microseconds per one-row query of what the signal adds to the monitor: the row's
     statistics, the key's and the crowd's running sums, the crowd's direction and the
     key's score (min over ``repeats``)."""
-    reference = DistributionReference.fit(Profile.fit(data.x_train), data.x_test)
-    history, crowd, row, decay = History(64), Crowd(), data.x_test[:1], reference.decay
+    signal = DistributionReference.fit(Profile.fit(data.x_train), data.x_test).signal()
+    history, crowd, row, decay = History(64), Crowd(), data.x_test[:1], signal.decay
 
     def per_row() -> None:
-        stats = reference.statistics(row)
+        stats = signal.statistics(row)
         history.add_statistics(stats, decay)
         crowd.add(stats)
-        direction = crowd.direction(reference)
-        reference.score(history.running, history.running_rows, direction)
+        signal.score(history.running, history.running_rows, crowd.direction(signal))
 
     per_row()
     times = timeit.repeat(per_row, repeat=repeats, number=number)

@@ -175,8 +175,8 @@ def test_rotating_keys_are_caught_along_the_crowds_direction(reference_path: Pat
         None,
     )
     assert at is not None and at <= 500
-    assert mon.distribution is not None
-    direction = mon.crowd.direction(mon.distribution)
+    assert mon.distribution is not None and mon.signal is not None
+    direction = mon.crowd.direction(mon.signal)
     assert direction is not None
     key = f"key{(at - 1) % 10}"
     history = run_without_io(mon.store.update(mon.principal_key(key), lambda h: None))[0]
@@ -191,9 +191,9 @@ def test_natural_crowd_is_not_off(reference_path: Path) -> None:
     mon = Monitor(policy(distribution=str(reference_path)))
     rng = np.random.default_rng(6)
     flagged = set()
-    assert mon.distribution is not None
+    assert mon.signal is not None
     for i, row in enumerate(NATURAL_ROWS[rng.integers(0, len(NATURAL_ROWS), 3000)]):
         if query(mon, f"user{i % 20}", row[None]).flagged:
             flagged.add(i % 20)
-        assert mon.crowd.direction(mon.distribution) is None
+        assert mon.crowd.direction(mon.signal) is None
     assert set() == flagged

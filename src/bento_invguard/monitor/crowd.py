@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distribution import DistributionReference, decayed_sum
+from .distribution import Signal, decayed_sum
 
 EVERY = 8  # queries between tests of the crowd
 
@@ -55,7 +55,7 @@ class Crowd:
         self.running = decayed_sum(self.running, stats, decay)
         self.rows += len(stats)
 
-    def direction(self, reference: DistributionReference) -> np.ndarray | None:
+    def direction(self, reference: Signal) -> np.ndarray | None:
         """The unit direction the traffic is off along, while it is off; else None (as
         of the last test, at most :data:`EVERY` queries ago)."""
         if len(self._pending) < EVERY:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,22 @@ FORMAT = "bento_invguard.distribution/1"
 COMPONENTS = 8  # principal directions whose coordinates (and squares) are tracked
 STREAMS = 400  # held-out streams simulated to calibrate the limit
 STREAM_ROWS = 1000  # past 8 half-lives: a long-lived key's statistic is stationary
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A reference's per-row path, built once: plain attributes, so a query reads no
+    model attribute. From :meth:`DistributionReference.signal`."""
+
+    statistics: Callable[[np.ndarray], np.ndarray]  # rows -> their statistics (n, size)
+    score: Callable[[np.ndarray, int, np.ndarray | None], float]  # see the reference's
+    decay: float
+    size: int
+    features: int
+
+    def off(self, total: np.ndarray, rows: int) -> bool:
+        """Whether a running sum of ``rows`` rows (a key's, or the crowd's) is past the limit."""
+        return self.score(total, rows, None) > 0.0
 
 
 class DistributionReference(BaseModel):
@@ -72,20 +89,30 @@ class DistributionReference(BaseModel):
     )
     projected_limit: float = Field(gt=0, description="Its limit for the target rate.")
 
-    _statistics: Callable[[np.ndarray], np.ndarray] = PrivateAttr()
-    _decay2: float = PrivateAttr()
+    _signal: Signal = PrivateAttr()
 
     def model_post_init(self, context: object, /) -> None:
         # built once: the per-row path then touches no pydantic attribute
         proj = np.asarray(self.projection, dtype=np.float64)
-        self._decay2 = self.decay**2
-        self._statistics = _make_statistics(
-            np.asarray(self.mean, dtype=np.float64),
-            proj,
-            self.residual_variance * (len(self.mean) - proj.shape[1]),
-            np.asarray(self.feature_mean, dtype=np.float64),
-            np.asarray(self.whitening, dtype=np.float64),
+        self._signal = Signal(
+            statistics=_make_statistics(
+                np.asarray(self.mean, dtype=np.float64),
+                proj,
+                self.residual_variance * (len(self.mean) - proj.shape[1]),
+                np.asarray(self.feature_mean, dtype=np.float64),
+                np.asarray(self.whitening, dtype=np.float64),
+            ),
+            score=_make_score(
+                self.decay**2, self.limit, self.projected_limit, self.min_rows, self.crowd_min_rows
+            ),
+            decay=self.decay,
+            size=self.size,
+            features=len(self.mean),
         )
+
+    def signal(self) -> Signal:
+        """The per-row path the monitor runs."""
+        return self._signal
 
     @property
     def size(self) -> int:
@@ -99,28 +126,14 @@ class DistributionReference(BaseModel):
 
     def statistics(self, rows: np.ndarray) -> np.ndarray:
         """Each row's standardised statistics, (n, size)."""
-        return self._statistics(rows)
+        return self._signal.statistics(rows)
 
     def score(self, total: np.ndarray, rows: int, direction: np.ndarray | None = None) -> float:
         """0..1 from a key's running sum of ``rows`` rows: 0 below the limit, 0.5 (flag)
         at it, 1 at 1.5 times it. With the crowd's ``direction`` (a unit vector, given
         while all keys' traffic together is off), also the key's sum along it against
         the projected limit: many keys of a few rows each, all off the same way."""
-        if rows < min(self.min_rows, self.crowd_min_rows):
-            return 0.0
-        decay2 = self._decay2
-        weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
-        ratio = float(total @ total) / weight2 / self.limit if rows >= self.min_rows else 0.0
-        if direction is not None and rows >= self.crowd_min_rows:
-            along = float(total @ direction)
-            ratio = max(ratio, along * along / weight2 / self.projected_limit)
-        if ratio < 1.0:
-            return 0.0
-        return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
-
-    def off(self, total: np.ndarray, rows: int) -> bool:
-        """Whether a running sum of ``rows`` rows (a key's, or the crowd's) is past the limit."""
-        return self.score(total, rows) > 0.0
+        return self._signal.score(total, rows, direction)
 
     def calibrated(self, target_false_positive_rate: float) -> DistributionReference:
         """This reference with its limit set for another false-positive rate."""
@@ -226,22 +239,47 @@ def _limit(tail: DistanceTail, rate: float, half_life: float) -> float:
 def _make_statistics(
     mean: np.ndarray, proj: np.ndarray, residual: float, centre: np.ndarray, white: np.ndarray
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The per-row path, specialised once: the centring and the log residual's scale fold
-    into one offset after the whitening, so a row costs a few small products."""
+    """The per-row path, specialised once: each row's raw statistics go into one array
+    with a last column of ones, and one product whitens them and subtracts the centre
+    (with the log residual's scale folded in), so a row costs a few small products."""
     scale = _scale(proj)
-    # (raw - centre) @ white, with raw's last column log(off + residual) - log(residual)
+    m = proj.shape[1]
+    # (raw - centre) @ white, with raw's log column log(off + residual) - log(residual)
     offset = (centre + np.eye(len(centre))[-1] * np.log(residual)) @ white
+    whiten = np.vstack([white, -offset])
 
     def statistics(rows: np.ndarray) -> np.ndarray:
         centred = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) - mean
-        z = centred @ proj
-        squares = z * z
+        raw = np.ones((len(centred), 2 * m + 2))
+        z, squares = raw[:, :m], raw[:, m : 2 * m]
+        np.matmul(centred, proj, out=z)
+        np.multiply(z, z, out=squares)
         off = np.vecdot(centred, centred) - squares @ scale
-        raw = np.concatenate((z, squares, np.log(off + residual)[:, None]), axis=1)
-        out: np.ndarray = raw @ white - offset
+        np.log(off + residual, out=raw[:, 2 * m])
+        out: np.ndarray = raw @ whiten
         return out
 
     return statistics
+
+
+def _make_score(
+    decay2: float, limit: float, projected_limit: float, min_rows: int, crowd_min_rows: int
+) -> Callable[[np.ndarray, int, np.ndarray | None], float]:
+    first = min(min_rows, crowd_min_rows)
+
+    def score(total: np.ndarray, rows: int, direction: np.ndarray | None) -> float:
+        if rows < first:
+            return 0.0
+        weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
+        ratio = float(total @ total) / weight2 / limit if rows >= min_rows else 0.0
+        if direction is not None and rows >= crowd_min_rows:
+            along = float(total @ direction)
+            ratio = max(ratio, along * along / weight2 / projected_limit)
+        if ratio < 1.0:
+            return 0.0
+        return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
+
+    return score
 
 
 def _raw(centred: np.ndarray, proj: np.ndarray, scale: np.ndarray, residual: float) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..policy.monitor import MonitorPolicy
-from .distribution import DistributionReference, decayed_sum
+from .distribution import Signal, decayed_sum
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
 _RUNNING = struct.Struct("<I")  # rows in the running sum
@@ -80,7 +80,7 @@ class History:
     def scores(
         self,
         policy: MonitorPolicy,
-        reference: DistributionReference | None = None,
+        reference: Signal | None = None,
         direction: np.ndarray | None = None,
     ) -> dict[str, float]:
         """Each signal in 0..1: probing, boundary hugging, off-data rows, burst, and with
@@ -103,9 +103,7 @@ class History:
             "burst": self._burst(policy),
         } | extra
 
-    def _distribution(
-        self, reference: DistributionReference, direction: np.ndarray | None
-    ) -> float:
+    def _distribution(self, reference: Signal, direction: np.ndarray | None) -> float:
         if self.running.shape != (reference.size,):
             return 0.0
         return reference.score(self.running, self.running_rows, direction)
@@ -125,7 +123,7 @@ class History:
     def risk(
         self,
         policy: MonitorPolicy,
-        reference: DistributionReference | None = None,
+        reference: Signal | None = None,
         direction: np.ndarray | None = None,
     ) -> tuple[float, list[str]]:
         """The signals combined (burst weighs less), with a reason named for each strong one."""

@@ -17,7 +17,7 @@ from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures, is_memory, storage_uri
 from .crowd import Crowd
-from .distribution import DistributionReference
+from .distribution import DistributionReference, Signal
 from .history import SIGNALS, History, top_margin
 from .store import MonitorStore, UpdateContention, open_monitor_store
 
@@ -72,11 +72,13 @@ class Monitor:
         self._contention_failed = StorageFailures(policy, "monitor", "monitor", fail_open=False)
         self.timeout = policy.rate_limiting.timeout
         self.distribution: DistributionReference | None = None
+        self.signal: Signal | None = None  # its per-row path
         self.crowd = Crowd()  # every key's answered rows in this process
         if self.settings.distribution is not None:
             self.distribution = DistributionReference.load(
                 policy.resolve(self.settings.distribution)
             ).calibrated(self.settings.target_false_positive_rate)
+            self.signal = self.distribution.signal()
 
     @property
     def store(self) -> MonitorStore:
@@ -123,9 +125,9 @@ class Monitor:
         flags[_BOUNDARY] = top_margin(scores) < self.settings.boundary_margin
         new = ~np.asarray(repeat, dtype=bool)
         stats = None
-        if self.distribution is not None:
-            rows = _rows(ctx.input, len(scores), len(self.distribution.mean))
-            stats = None if rows is None else self.distribution.statistics(rows[new])
+        if self.signal is not None:
+            rows = _rows(ctx.input, len(scores), self.signal.features)
+            stats = None if rows is None else self.signal.statistics(rows[new])
         await self._observe(ctx, flags[:, new], self._storage_failed, stats=stats)
 
     async def observe_refused(self, ctx: QueryContext, rows: int, probing: bool = False) -> None:
@@ -148,7 +150,7 @@ class Monitor:
         refuse: bool = True,
         stats: np.ndarray | None = None,
     ) -> None:
-        key, now, reference = self.key(ctx), self.clock(), self.distribution
+        key, now, reference = self.key(ctx), self.clock(), self.signal
 
         def change(h: History) -> None:
             h.push(flags, now)
