@@ -104,8 +104,10 @@ class MonitorPolicy(_Strict):
     distribution: Path | None = Field(
         default=None,
         description="A distribution reference (JSON, fitted with "
-        "DistributionReference.fit on held-out natural rows): turns on the per-key test "
-        "of whether a key's traffic is distributed like natural data.",
+        "DistributionReference.fit on held-out natural rows the profile never saw; its "
+        "limits follow target_false_positive_rate): turns on the test of whether a key's "
+        "answered rows, alone and along the way all keys' rows together are off, are "
+        "distributed like natural data. Off without one.",
     )
     thresholds: Thresholds = Thresholds()
     actions: Actions = Actions()
