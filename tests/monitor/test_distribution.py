@@ -197,3 +197,25 @@ def test_natural_crowd_is_not_off(reference_path: Path) -> None:
             flagged.add(i % 20)
         assert mon.crowd.direction(mon.signal) is None
     assert set() == flagged
+
+
+def test_projected_limit_holds_the_named_rate() -> None:
+    """Along a fixed direction (as the crowd's is, to a natural key), the share of steps
+    of fresh natural streams past the projected tail's limit for 5 % is at most 3 times
+    that, and not far below: the limit a key meets while the crowd is off is calibrated."""
+    ref, rate = REFERENCE, 0.05
+    limit = ref.projected_tail.limit(rate)
+    rng = np.random.default_rng(7)
+    stats = ref.statistics(NATURAL_ROWS)
+    above = steps = 0
+    for _ in range(100):
+        direction = rng.standard_normal(ref.size)
+        direction /= np.linalg.norm(direction)
+        pool = stats[rng.integers(0, len(stats), len(REFERENCE_ROWS) // 2)]
+        total, weight2 = np.zeros(ref.size), 0.0
+        for i, s in enumerate(pool[rng.integers(0, len(pool), 1000)]):
+            total, weight2 = total * ref.decay + s, weight2 * ref.decay**2 + 1.0
+            if i + 1 >= ref.crowd_min_rows:
+                steps += 1
+                above += float(total @ direction) ** 2 / weight2 > limit
+    assert rate / 20 <= above / steps <= rate * 3
