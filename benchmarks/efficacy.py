@@ -110,12 +110,8 @@ FIGURE = REPO / "docs" / "images" / "inversion.png"
 #: Further measurements, each an option that runs a support module's function
 #: (see support/extras.py), e.g. Extra("--watermark", "support.watermark", "table", "...").
 EXTRAS: tuple[Extra, ...] = (
-    Extra(
-        "--extraction",
-        "support.extraction",
-        "figures",
-        "extraction streams, distribution signal on",
-    ),
+    Extra("--extraction", "support.extraction", "figures", "extraction, distribution signal on"),
+    Extra("--watermark", "support.watermark", "figures", "watermark: copies, independents, rates"),
 )
 
 
