@@ -5,7 +5,13 @@ public data, the *pool*) and evaluates on the other half. It runs
 :func:`bento_invguard.redteam.extract` with a strategy of
 :mod:`bento_invguard.redteam.strategies` through a :class:`~support.ways.Stream`
 on the label tier (``public``): one key, or a fresh key every 16 rows. Its
-copy learns from the answers and from its own labelled rows.
+copy learns from the answers and from its own labelled rows. After the red
+team's strategies, ART's KnockoffNets drives the same streams
+(:mod:`support.art_extraction`).
+
+The policy is the detection benchmark's (:func:`support.service.guarded_policy`)
+with the monitor's per-key distribution signal on: a reference fitted on the
+profile and calibrated on the held-out split (:func:`fit_distribution`).
 
 The score is the copy's **gain**: its top-1 agreement with the unguarded
 model on the evaluation half, minus the agreement of a copy of the pool
@@ -16,6 +22,8 @@ Target: every synthetic and out-of-domain stream ends with gain <= 0.02.
     from support.extraction import extraction_table, markdown
     rows = extraction_table("digits", budget=2000)
     print(markdown(rows))
+
+``efficacy.py --extraction`` runs :func:`figures` (digits and MNIST).
 """
 
 from __future__ import annotations
