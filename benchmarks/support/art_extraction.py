@@ -52,11 +52,11 @@ NAME = "ART KnockoffNets"
 BATCH = 20
 
 
-class EpochlessLogisticRegression(LogisticRegression):
+class EpochlessLogisticRegression(LogisticRegression):  # type: ignore[misc]
     """scikit-learn's softmax regression, with a ``fit`` that ignores ART's
     deep-learning arguments (``batch_size``, ``nb_epochs``, ``verbose``)."""
 
-    def fit(  # type: ignore[override]
+    def fit(
         self, X: Any, y: Any, sample_weight: Any = None, **_deep_learning: Any
     ) -> EpochlessLogisticRegression:
         super().fit(X, y, sample_weight=sample_weight)

@@ -197,7 +197,9 @@ def _row(
         "bare_gain": gain(bare),
         "gain": g,
         "agreement": guarded["agreement"],
-        "art_copy_agreement": guarded.get("art_agreement"),  # ART's copy of the answers alone
+        # ART's own thieved copy (the answers alone, no own rows), guarded and bare
+        "art_copy_agreement": guarded.get("art_agreement"),
+        "art_copy_agreement_bare": bare.get("art_agreement"),
         "first_detection_row": ledger["first_detection_row"],
         "altered_rows": ledger["altered_rows"],
         "refused_rows": ledger["refused_rows"],
