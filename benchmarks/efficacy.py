@@ -109,7 +109,10 @@ RESULTS = BENCH_DIR / "results" / "efficacy.json"
 FIGURE = REPO / "docs" / "images" / "inversion.png"
 #: Further measurements, each an option that runs a support module's function
 #: (see support/extras.py), e.g. Extra("--watermark", "support.watermark", "table", "...").
-EXTRAS: tuple[Extra, ...] = ()
+EXTRAS: tuple[Extra, ...] = (
+    Extra("--extraction", "support.extraction", "figures", "extraction, distribution signal on"),
+    Extra("--watermark", "support.watermark", "figures", "watermark: copies, independents, rates"),
+)
 
 
 def log(message: str) -> None:
