@@ -122,6 +122,7 @@ def log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs of the options below")
     add_options(parser, EXTRAS)
     args = parser.parse_args(argv)
     if args.only_extras:
