@@ -110,6 +110,8 @@ FIGURE = REPO / "docs" / "images" / "inversion.png"
 #: Further measurements, each an option that runs a support module's function
 #: (see support/extras.py), e.g. Extra("--watermark", "support.watermark", "table", "...").
 EXTRAS: tuple[Extra, ...] = (
+    Extra("--extraction", "support.extraction", "figures", "extraction, distribution signal on"),
+    Extra("--watermark", "support.watermark", "figures", "watermark: copies, independents, rates"),
     Extra("--distribution", "support.distribution", "report", "per-key distribution signal"),
 )
 
@@ -121,6 +123,7 @@ def log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs of the options below")
     add_options(parser, EXTRAS)
     args = parser.parse_args(argv)
     if args.only_extras:

@@ -1,4 +1,4 @@
-"""Shared fixtures: keys, policies, and an isolated BentoML home."""
+"""Shared fixtures: keys, policies, the digits example's data, and an isolated BentoML home."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # BentoML reads BENTOML_HOME at import: keep tests out of the user's model store.
 os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="invguard-bentoml-home-"))
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
-from bento_invguard import Policy, generate_key, hash_key
+from bento_invguard import Policy, Profile, generate_key, hash_key
 
 REPO = Path(__file__).resolve().parent.parent
 TIERS = ("public", "partner", "trusted")
@@ -187,3 +188,16 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """(x_train, x_test) of the digits example's split."""
+    x_train, x_test, _, _ = digits_module("model").load_split()  # type: ignore[attr-defined]
+    return x_train, x_test
+
+
+@pytest.fixture(scope="session")
+def profile(digits: tuple[np.ndarray, np.ndarray]) -> Profile:
+    """The default profile of the training rows (Profile is frozen: safe to share)."""
+    return Profile.fit(digits[0])

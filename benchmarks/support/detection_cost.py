@@ -18,7 +18,8 @@ import numpy as np
 from bento_invguard import Policy
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import Monitor, run_without_io
-from bento_invguard.view import SharedView, Thresholds
+from bento_invguard.reference import Thresholds
+from bento_invguard.view import SharedView
 from bento_invguard.view.entries import ENTRY, table_rows
 from bento_invguard.view.stores import MemoryViewStore
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 
 from .example import TIERS, Traffic, core_controls
@@ -66,12 +67,14 @@ async def read_body(receive: Receive) -> bytes:
 
 
 def api_app(method: Callable[..., Any], owner: Any) -> Callable[[Scope, Receive, Send], Any]:
-    """A minimal ASGI app: JSON body -> ndarray -> API method -> JSON answer."""
+    """A minimal ASGI app: JSON body -> ndarray -> API method -> JSON answer.
+
+    The method is sync: like BentoML, the app runs it in a worker thread."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
         x = np.asarray(json.loads(body)["x"], dtype=np.float64)
-        out = method(owner, x)
+        out = await anyio.to_thread.run_sync(method, owner, x)
         payload = json.dumps(out.tolist()).encode()
         await send(
             {

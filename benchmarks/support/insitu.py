@@ -106,8 +106,8 @@ def guard_parts(probe: Probe, parts: dict[str, list[int]]) -> Any:
         ("bento_invguard.ratelimit", "RateLimiter", "spend"),
         ("bento_invguard.integration", "GuardPipeline", "check_input"),
         ("bento_invguard.integration", "GuardPipeline", "harden"),
-        ("bento_invguard.telemetry", "Recorder", "start"),
-        ("bento_invguard.telemetry", "Recorder", "finish"),
+        ("bento_invguard.integration.recorder", "Recorder", "start"),
+        ("bento_invguard.integration.recorder", "Recorder", "finish"),
     ]
     saved = []
     clock = time.perf_counter_ns

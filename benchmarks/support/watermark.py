@@ -35,7 +35,9 @@ import numpy as np
 from bento_invguard.context import QueryContext
 from bento_invguard.watermark import EvidenceWriter, Watermark, read_evidence, verify_copy
 
-from .datasets import Dataset
+from .datasets import NAMES, Dataset, load
+from .watermark_share import interval, tradeoff
+from .watermark_share import markdown as trade_markdown
 
 RATE = 0.005
 ANSWERS = (2000, 5000)
@@ -190,6 +192,7 @@ def _measure(
                         if is_copy
                         else (verdict.p_value >= INDEPENDENT_FLOOR),
                         "held_out_changed": round(changed, 4),
+                        "held_out_rows": len(d.x_test),
                         "held_out_agreement": round(agreement, 4),
                         "held_out_met": changed <= CHANGED_CEILING and agreement >= AGREEMENT_FLOOR,
                     }
@@ -215,11 +218,73 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     for r in cps
                 ),
                 "copies_met": all(r["met"] for r in cps),
+                "independents": len(ind),
                 "independent_min_p": min(r["p_value"] for r in ind),
                 "independents_met": all(r["met"] for r in ind),
+                "stream_changed_ci95": _ci(group[0]["kept"], n),
                 "held_out_changed": group[0]["held_out_changed"],
+                "held_out_changed_ci95": _ci(
+                    round(group[0]["held_out_changed"] * group[0]["held_out_rows"]),
+                    group[0]["held_out_rows"],
+                ),
+                "held_out_rows": group[0]["held_out_rows"],
                 "held_out_agreement": group[0]["held_out_agreement"],
                 "held_out_met": group[0]["held_out_met"],
             }
         )
     return out
+
+
+def _ci(changed: int, total: int) -> list[float]:
+    return [round(v, 5) for v in interval(changed, total)]
+
+
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per (data set, stolen answers) of :func:`summary`."""
+    head = (
+        "| data set | stolen answers | kept (changed, 95 % CI) | copies: matches, p "
+        "| independents: min p | held-out changed (95 % CI) | held-out agreement |"
+    )
+    lines = [head, "|" + " --- |" * 7]
+    for r in rows:
+        lo, hi = r["stream_changed_ci95"]
+        hlo, hhi = r["held_out_changed_ci95"]
+        lines.append(
+            f"| {r['data']} | {r['answers']:,} | {r['kept']} ({_pct(r['stream_changed'])}, "
+            f"{_pct(lo)}-{_pct(hi)}) | {r['copies']} ({_met(r['copies_met'])}) "
+            f"| {r['independents']}: {r['independent_min_p']:.2f} ({_met(r['independents_met'])}) "
+            f"| {_pct(r['held_out_changed'])} of {r['held_out_rows']:,} ({_pct(hlo)}-{_pct(hhi)}) "
+            f"| {_pct(r['held_out_agreement'])} ({_met(r['held_out_met'])}) |"
+        )
+    return "\n".join(lines)
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.2f} %"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def figures(quick: bool = False) -> tuple[str, dict[str, Any]]:
+    """``efficacy.py --watermark``: digits and MNIST at the default rate, then the rate
+    trade-off; ``quick``: 2,000 answers, 7 independents, two rates, 10 secrets."""
+    answers = (2000,) if quick else ANSWERS
+    out: dict[str, Any] = {"rate": RATE, "summary": [], "tradeoff": []}
+    for name in NAMES:
+        d = load(name)
+        rows = watermark_table(d, answers=answers, independents=7 if quick else 20)
+        out["summary"] += summary(rows)
+        queries = attacker_queries(d, max(ANSWERS))
+        out["tradeoff"] += (
+            tradeoff(d, queries, rates=(0.004, RATE), secrets=10, stream=10_000)
+            if quick
+            else tradeoff(d, queries)
+        )
+    text = (
+        f"Serving-time watermark, rate {RATE}:\n\n{summary_markdown(out['summary'])}\n\n"
+        f"Rate trade-off (a 1-NN copy of the stolen answers; p <= {COPY_ALPHA:g}):\n\n"
+        f"{trade_markdown(out['tradeoff'])}"
+    )
+    return text, out

@@ -24,7 +24,7 @@ from .hardening import truncate
 from .integration import guard, local_caller, protect
 from .keys import generate_key, hash_key
 from .policy import InputPolicy, Policy, Tier
-from .validation import Profile
+from .reference import Profile
 
 __version__ = "0.1.0"
 

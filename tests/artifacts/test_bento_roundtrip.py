@@ -28,7 +28,7 @@ import yaml
 
 from bento_invguard import generate_key
 
-from ..integration.conftest import (
+from ..end_to_end.conftest import (
     HOST,
     bentoml_command,
     copy_example,

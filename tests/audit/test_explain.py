@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from bento_invguard import QueryContext
-from bento_invguard.telemetry import Recorder, TelemetryOptions
+from bento_invguard.integration.recorder import Recorder
+from bento_invguard.telemetry import TelemetryOptions
 from bento_invguard.telemetry import attributes as a
 
 from ..telemetry.helpers import make_otel, telemetry_policy

@@ -1,6 +1,6 @@
 """Fixtures for the red-team tests: the digits data, a mock endpoint, a reference file.
 
-The real-server tests reuse :func:`tests.integration.conftest.digits_server`
+The real-server tests reuse :func:`tests.end_to_end.conftest.digits_server`
 (imported below, so pytest finds it here too: a server of their own when the
 whole suite runs).
 """
@@ -19,7 +19,7 @@ import pytest
 
 from bento_invguard import truncate
 
-from ..integration.conftest import EXAMPLE_DIR, digits_server, load_module
+from ..end_to_end.conftest import EXAMPLE_DIR, digits_server, load_module
 
 __all__ = ["Digits", "MockEndpoint", "digits_server"]
 

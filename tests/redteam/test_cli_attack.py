@@ -13,7 +13,7 @@ import pytest
 
 from bento_invguard.cli import main
 
-from ..integration.conftest import free_port
+from ..end_to_end.conftest import free_port
 
 URL = "http://127.0.0.1:9/predict"
 

@@ -14,7 +14,7 @@ import pytest
 from bento_invguard.cli import main
 from bento_invguard.redteam.images import read_png
 
-from ..integration.conftest import DigitsServer
+from ..end_to_end.conftest import DigitsServer
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from bento_invguard import Policy, generate_key, hash_key, protect
 from bento_invguard.integration.guard import GUARD_ATTR
-from bento_invguard.telemetry import Recorder
+from bento_invguard.integration.recorder import Recorder
 
 from ..conftest import forget_bentoml_metrics
 

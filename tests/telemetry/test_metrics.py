@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY
 
 from bento_invguard import QueryContext
-from bento_invguard.telemetry import Recorder, TelemetryOptions
+from bento_invguard.integration.recorder import Recorder
+from bento_invguard.telemetry import TelemetryOptions
 from bento_invguard.telemetry import attributes as a
 
 from .helpers import ROW, Served, make_otel, telemetry_policy

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bento_invguard import Policy
-from bento_invguard.telemetry import Recorder, TelemetryOptions
+from bento_invguard.integration.recorder import Recorder
+from bento_invguard.telemetry import TelemetryOptions
 from bento_invguard.telemetry.model_info import ModelInfo
 
 

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bento_invguard import generate_key, hash_key
 from bento_invguard.telemetry import attributes as a
 
-from ..integration.conftest import (
+from ..end_to_end.conftest import (
     HOST,
     TIERS,
     bentoml_command,

@@ -10,7 +10,8 @@ import pytest
 from bento_invguard import Policy, Profile
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import run_without_io
-from bento_invguard.view import Judgement, SharedView, Thresholds
+from bento_invguard.reference import Thresholds
+from bento_invguard.view import Judgement, SharedView
 from bento_invguard.view.setup import view_thresholds
 
 from ..conftest import digits_module

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from bento_invguard import Policy, Profile
-from bento_invguard.view import MemoryViewStore, Thresholds
+from bento_invguard.reference import Thresholds
+from bento_invguard.view import MemoryViewStore
 from bento_invguard.view.setup import open_shared_view, view_thresholds
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from bento_invguard import Profile
 from bento_invguard.context import QueryContext
 from bento_invguard.monitor import run_without_io
-from bento_invguard.view import MemoryViewStore, Thresholds
+from bento_invguard.reference import Thresholds
+from bento_invguard.view import MemoryViewStore
 from bento_invguard.view.entries import SILENT
 
 from .conftest import X_TEST, Clock, ask, chain, open_view, predicted

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bento_invguard import Profile
-from bento_invguard.view import MemoryViewStore, RedisViewStore, SharedView, Thresholds
+from bento_invguard.reference import Thresholds
+from bento_invguard.view import MemoryViewStore, RedisViewStore, SharedView
 from bento_invguard.view.entries import ENTRY, TABLES, table_rows
 
 from .conftest import X_TEST, Clock, ask_async, chain

@@ -10,7 +10,7 @@ import pytest
 
 from bento_invguard.cli import main
 
-from ..integration.conftest import launch_serve, stop_process_tree, wait_ready
+from ..end_to_end.conftest import launch_serve, stop_process_tree, wait_ready
 from .copies import Theft
 
 pytestmark = pytest.mark.integration

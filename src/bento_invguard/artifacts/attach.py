@@ -18,7 +18,8 @@ import yaml
 
 from ..errors import GuardConfigError
 from ..policy import Policy
-from ..validation import InputValidator, Profile
+from ..reference import Profile
+from ..validation import InputValidator
 from .load import load_attached_policy
 from .manifest import (
     ATTACH_DIR,

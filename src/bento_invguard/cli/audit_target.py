@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import GuardConfigError
 from ..policy import Policy
-from ..validation import Profile
+from ..reference import Profile
 from .errors import CliError
 
 POLICY_SUFFIXES = (".yaml", ".yml", ".json")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..errors import GuardConfigError
 from ..policy import Policy, load_keys
-from ..validation import InputValidator, Profile
+from ..reference import Profile
+from ..validation import InputValidator
 from .describe import describe_output, input_checks, rate_limits_available, tier_rate_limit
 from .errors import EXIT_OK, EXIT_PROBLEMS, CliError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..policy import InputPolicy, Policy, Tier
-from ..validation import Profile
+from ..reference import Profile
 
 NOT_AVAILABLE = "not available in this version"
 NOT_CONFIGURED = "not configured"

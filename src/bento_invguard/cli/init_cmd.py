@@ -9,7 +9,7 @@ import numpy as np
 
 from ..admin.endpoints import load_admin_keys
 from ..policy import Policy, load_keys
-from ..validation import Profile
+from ..reference import Profile
 from .errors import EXIT_OK, CliError
 from .keyfile import ADMIN, new_admin_key, new_key, write_key_file
 from .profile_cmd import expected_rates, load_rows

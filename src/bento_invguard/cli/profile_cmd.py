@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validation import Profile
+from ..reference import Profile
 from .errors import EXIT_OK, CliError
 
 

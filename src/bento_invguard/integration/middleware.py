@@ -27,7 +27,7 @@ from ..errors import (
 from ..monitor import Monitor
 from ..policy import DEFAULT_OPEN_PATHS, Policy
 from ..ratelimit import RateLimiter
-from ..telemetry import Recorder
+from .recorder import Recorder
 from .request_body import replay
 from .responder import Responder
 from .responses import send_rejection

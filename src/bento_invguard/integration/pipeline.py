@@ -23,14 +23,16 @@ from ..hardening import OutputHardener
 from ..monitor import Monitor, run_without_io
 from ..policy import Policy, Tier
 from ..ratelimit import RateLimiter
+from ..reference import Profile
 from ..storage import StorageFailures, check_storage
-from ..telemetry import Recorder, TelemetryOptions
-from ..validation import InputValidator, Profile
+from ..telemetry import TelemetryOptions
+from ..validation import InputValidator
 from ..view import Judgement, SharedView
 from ..view.entries import CLASS, SILENT
 from ..view.setup import open_shared_view
 from ..watermark import watermark_hook
 from .call_end import Closing
+from .recorder import Recorder
 from .request_admission import admit_request
 
 LABEL_ONLY = Tier(output="label")

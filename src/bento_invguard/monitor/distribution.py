@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ..validation.tail import DistanceTail
+from ..reference.tail import DistanceTail
 
 if TYPE_CHECKING:
-    from ..validation.profile import Profile
+    from ..reference import Profile
 
 FORMAT = "bento_invguard.distribution/1"
 COMPONENTS = 8  # principal directions whose coordinates (and squares) are tracked

@@ -1,6 +1,6 @@
-"""Input validation: strict checks and the reference profile."""
+"""Input validation: strict checks, and the reference profile's check of every row."""
 
+from ..reference import Profile, Violation
 from .checks import InputValidator
-from .profile import Profile, Violation
 
 __all__ = ["InputValidator", "Profile", "Violation"]

@@ -13,7 +13,7 @@ import numpy as np
 from ..context import QueryContext
 from ..errors import InvalidInput
 from ..policy import InputPolicy
-from .profile import Profile, Violation
+from ..reference import Profile, Violation
 
 _KINDS = {"float": "fiu", "int": "iu", "number": "fiu"}
 

@@ -17,7 +17,7 @@ import hashlib
 
 import numpy as np
 
-from .sketch import DIMENSIONS
+from ..reference.sketch import DIMENSIONS
 
 TABLES = 4
 COORDINATES = DIMENSIONS // TABLES  # fingerprint coordinates hashed by each table

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..policy import Policy
+from ..reference import Profile, Thresholds
 from ..storage import REDIS_DEFAULTS, is_memory, storage_uri
-from ..validation import Profile
-from .calibration import Thresholds
 from .entries import table_rows
 from .shared_view import SharedView
 from .stores import MemoryViewStore, RedisViewStore, ViewStore

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..context import QueryContext
-from .calibration import Thresholds
+from ..reference.calibration import Thresholds
+from ..reference.sketch import Sketch
 from .entries import (
     CLASS,
     ENTRY,
@@ -31,7 +32,6 @@ from .entries import (
     principal_hash,
     table_rows,
 )
-from .sketch import Sketch
 from .stores import MemoryViewStore, ViewStore
 
 UNITS_PER_RADIUS = 16.0  # fingerprints are kept in float16, in units of radius / 16

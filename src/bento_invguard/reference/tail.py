@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..view.calibration import NeighbourCalibration
+from .calibration import NeighbourCalibration
 
 
 class DistanceTail(BaseModel):

@@ -17,7 +17,7 @@ from bento_invguard import GuardConfigError, Policy, protect
 from bento_invguard.hardening.contract import check_output_annotation
 
 from ..conftest import forget_bentoml_metrics, policy_dict
-from .toy_service import KEYS, scores
+from ..integration.toy_service import KEYS, scores
 
 POLICY = Policy.model_validate(policy_dict(KEYS))
 

@@ -19,9 +19,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import PolicyError
-from ..view.calibration import NeighbourCalibration
-from ..view.sketch import Sketch
+from .calibration import NeighbourCalibration
 from .profile_check import ProfileCheck, Violation
+from .sketch import Sketch
 from .subspace import Subspace, bounds, fit_max_outside, held_out_distances
 from .subspace import folds as make_folds
 from .tail import Calibration, DistanceTail

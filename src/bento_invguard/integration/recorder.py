@@ -13,11 +13,11 @@ import logging
 from ..audit import AuditEntry, AuditWriter, audit_writer
 from ..context import QueryContext
 from ..policy import Policy
-from .metrics import GuardMetrics
-from .model_info import ModelInfo, describe_models
-from .options import TelemetryOptions
-from .outcome import Outcome
-from .tracing import QueryTracer
+from ..telemetry.metrics import GuardMetrics
+from ..telemetry.model_info import ModelInfo, describe_models
+from ..telemetry.options import TelemetryOptions
+from ..telemetry.outcome import Outcome
+from ..telemetry.tracing import QueryTracer
 
 logger = logging.getLogger("bento_invguard")
 

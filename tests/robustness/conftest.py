@@ -1,4 +1,4 @@
-"""Real ``bentoml serve`` processes of the digits example for the hardening tests.
+"""Real ``bentoml serve`` processes of the digits example for the robustness tests.
 
 Training takes ~10 s; these tests need a stored model of the right shape, not
 a good one, so :func:`model_home` stores deterministic random weights once
@@ -27,7 +27,7 @@ import yaml
 
 from bento_invguard import generate_key
 
-from ..integration.conftest import (
+from ..end_to_end.conftest import (
     EXAMPLE_DIR,
     copy_example,
     free_port,

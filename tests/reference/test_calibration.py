@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bento_invguard import Profile
-from bento_invguard.view import NeighbourCalibration, Sketch, Thresholds
-from bento_invguard.view.calibration import LARGEST_CLUSTER, SMALLEST_CLUSTER
+from bento_invguard.reference import NeighbourCalibration, Sketch, Thresholds
+from bento_invguard.reference.calibration import LARGEST_CLUSTER, SMALLEST_CLUSTER
 
-from .conftest import X_TEST, X_TRAIN
+from ..view.conftest import X_TEST, X_TRAIN
 
 
 @pytest.fixture(scope="module")

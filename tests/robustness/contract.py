@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md as one check every hardening test applies to every answer."""
+"""The HTTP contract of DESIGN.md as one check every robustness test applies to every answer."""
 
 from __future__ import annotations
 

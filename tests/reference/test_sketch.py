@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bento_invguard.view import Sketch
-from bento_invguard.view.sketch import DIMENSIONS
+from bento_invguard.reference import Sketch
+from bento_invguard.reference.sketch import DIMENSIONS
 
-from .conftest import X_TEST, X_TRAIN
+from ..view.conftest import X_TEST, X_TRAIN
 
 
 def pair_ratios(rows: np.ndarray, fingerprints: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""One real ``bentoml serve`` of the digits example, shared by the integration tests.
+"""One real ``bentoml serve`` of the digits example, shared by the end-to-end tests.
 
 The session fixture :func:`digits_server`:
 
