@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distribution import Signal, decayed_sum
+from .signal import Signal, decayed_sum
 
 EVERY = 8  # queries between tests of the crowd
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,30 +31,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ..reference.tail import DistanceTail
+from .signal import Signal, row_statistics, running_score
 
 if TYPE_CHECKING:
     from ..reference import Profile
 
-FORMAT = "bento_invguard.distribution/1"
+FORMAT = "bento_invguard.distribution/2"
 COMPONENTS = 8  # principal directions whose coordinates (and squares) are tracked
 STREAMS = 400  # held-out streams simulated to calibrate the limit
 STREAM_ROWS = 1000  # past 8 half-lives: a long-lived key's statistic is stationary
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """A reference's per-row path, built once: plain attributes, so a query reads no
-    model attribute. From :meth:`DistributionReference.signal`."""
-
-    statistics: Callable[[np.ndarray], np.ndarray]  # rows -> their statistics (n, size)
-    score: Callable[[np.ndarray, int, np.ndarray | None], float]  # see the reference's
-    decay: float
-    size: int
-    features: int
-
-    def off(self, total: np.ndarray, rows: int) -> bool:
-        """Whether a running sum of ``rows`` rows (a key's, or the crowd's) is past the limit."""
-        return self.score(total, rows, None) > 0.0
 
 
 class DistributionReference(BaseModel):
@@ -95,14 +78,14 @@ class DistributionReference(BaseModel):
         # built once: the per-row path then touches no pydantic attribute
         proj = np.asarray(self.projection, dtype=np.float64)
         self._signal = Signal(
-            statistics=_make_statistics(
+            statistics=row_statistics(
                 np.asarray(self.mean, dtype=np.float64),
                 proj,
                 self.residual_variance * (len(self.mean) - proj.shape[1]),
                 np.asarray(self.feature_mean, dtype=np.float64),
                 np.asarray(self.whitening, dtype=np.float64),
             ),
-            score=_make_score(
+            score=running_score(
                 self.decay**2, self.limit, self.projected_limit, self.min_rows, self.crowd_min_rows
             ),
             decay=self.decay,
@@ -179,13 +162,15 @@ class DistributionReference(BaseModel):
         order = rng.permutation(len(x))
         first, second = x[order[: len(x) // 2]], x[order[len(x) // 2 :]]
         residual = float(profile.residual_variance)
-        scale, expected = _scale(proj), residual * (x.shape[1] - m)
-        raw = _raw(first - mean, proj, scale, expected)
+        expected = residual * (x.shape[1] - m)
+        size = 2 * m + 1
+        # the per-row path itself, first unstandardised (centre 0, whitening 1)
+        raw = row_statistics(mean, proj, expected, np.zeros(size), np.eye(size))(first)
         centre = raw.mean(axis=0)
         cov = np.cov(raw, rowvar=False) + 1e-9 * np.eye(raw.shape[1])
         values, vectors = np.linalg.eigh(cov)
         white = vectors / np.sqrt(np.maximum(values, 1e-12)) @ vectors.T
-        stats = _standardise(_raw(second - mean, proj, scale, expected), centre, white)
+        stats = row_statistics(mean, proj, expected, centre, white)(second)
         decay = 0.5 ** (1.0 / half_life)
         full, projected = _stream_statistics(stats, decay, min_rows, crowd_min_rows, rng)
         tail = DistanceTail.fit(full, share=0.05)
@@ -217,90 +202,10 @@ class DistributionReference(BaseModel):
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def decayed_sum(running: np.ndarray, stats: np.ndarray, decay: float) -> np.ndarray:
-    """``running`` decayed by one step per row of ``stats`` (n, size), oldest first, plus
-    those rows, each decayed by the steps after it. A new sum if the sizes differ."""
-    if running.shape != stats.shape[1:]:
-        running = np.zeros(stats.shape[1])
-    if len(stats) == 1:  # the common one-row query: no weights to build
-        out: np.ndarray = running * decay + stats[0]
-        return out
-    weights = decay ** np.arange(len(stats) - 1, -1, -1, dtype=np.float64)
-    out = running * decay ** len(stats) + weights @ stats
-    return out
-
-
 def _limit(tail: DistanceTail, rate: float, half_life: float) -> float:
     """The limit that a natural key crosses at ``rate`` per ``half_life`` rows: over that
     many rows its statistic changes little, so ``rate / half_life`` per row bounds it."""
     return tail.limit(rate / half_life)
-
-
-def _make_statistics(
-    mean: np.ndarray, proj: np.ndarray, residual: float, centre: np.ndarray, white: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The per-row path, specialised once: each row's raw statistics go into one array
-    with a last column of ones, and one product whitens them and subtracts the centre
-    (with the log residual's scale folded in), so a row costs a few small products."""
-    scale = _scale(proj)
-    m = proj.shape[1]
-    # (raw - centre) @ white, with raw's log column log(off + residual) - log(residual)
-    offset = (centre + np.eye(len(centre))[-1] * np.log(residual)) @ white
-    whiten = np.vstack([white, -offset])
-
-    def statistics(rows: np.ndarray) -> np.ndarray:
-        centred = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1) - mean
-        raw = np.ones((len(centred), 2 * m + 2))
-        z, squares = raw[:, :m], raw[:, m : 2 * m]
-        np.matmul(centred, proj, out=z)
-        np.multiply(z, z, out=squares)
-        off = np.vecdot(centred, centred) - squares @ scale
-        np.log(off + residual, out=raw[:, 2 * m])
-        out: np.ndarray = raw @ whiten
-        return out
-
-    return statistics
-
-
-def _make_score(
-    decay2: float, limit: float, projected_limit: float, min_rows: int, crowd_min_rows: int
-) -> Callable[[np.ndarray, int, np.ndarray | None], float]:
-    first = min(min_rows, crowd_min_rows)
-
-    def score(total: np.ndarray, rows: int, direction: np.ndarray | None) -> float:
-        if rows < first:
-            return 0.0
-        weight2 = (1.0 - decay2**rows) / (1.0 - decay2)  # the sum of squared weights
-        ratio = float(total @ total) / weight2 / limit if rows >= min_rows else 0.0
-        if direction is not None and rows >= crowd_min_rows:
-            along = float(total @ direction)
-            ratio = max(ratio, along * along / weight2 / projected_limit)
-        if ratio < 1.0:
-            return 0.0
-        return min(1.0, 0.5 + 0.5 * (ratio - 1.0))
-
-    return score
-
-
-def _raw(centred: np.ndarray, proj: np.ndarray, scale: np.ndarray, residual: float) -> np.ndarray:
-    """Coordinates, their squares, and the log of the residual (over its expected size,
-    ``residual``): (n, 2m+1)."""
-    z = centred @ proj
-    squares = z * z
-    off = np.einsum("ij,ij->i", centred, centred) - squares @ scale
-    log_off = np.log1p(off / residual)  # off dips below 0 by a rounding error at most
-    return np.concatenate([z, squares, log_off[:, None]], axis=1)
-
-
-def _scale(proj: np.ndarray) -> np.ndarray:
-    """Squared length of each whitened direction: |c . u|^2 = z^2 * scale."""
-    scale: np.ndarray = 1.0 / (proj * proj).sum(axis=0)
-    return scale
-
-
-def _standardise(raw: np.ndarray, centre: np.ndarray, white: np.ndarray) -> np.ndarray:
-    out: np.ndarray = (raw - centre) @ white
-    return out
 
 
 def _stream_statistics(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..policy.monitor import MonitorPolicy
-from .distribution import Signal, decayed_sum
+from .signal import Signal, decayed_sum
 
 _HEADER = struct.Struct("<IIIddd")  # window, filled, count, first_seen, last_seen, short_rate
 _RUNNING = struct.Struct("<I")  # rows in the running sum

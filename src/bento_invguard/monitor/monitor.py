@@ -17,8 +17,9 @@ from ..errors import Blocked
 from ..policy import Policy
 from ..storage import StorageFailures, is_memory, storage_uri
 from .crowd import Crowd
-from .distribution import DistributionReference, Signal
+from .distribution import DistributionReference
 from .history import SIGNALS, History, top_margin
+from .signal import Signal
 from .store import MonitorStore, UpdateContention, open_monitor_store
 
 T = TypeVar("T")
