@@ -20,11 +20,8 @@ hand-made streams:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +33,7 @@ from .datasets import Dataset
 from .datasets import load as load_uncached
 from .distribution import Setup, flags
 from .distribution_streams import BUDGET
+from .evasion import art_logs_off
 
 #: Each data set is loaded (and its model trained) once: each one is the other's source.
 load = functools.cache(load_uncached)
@@ -80,7 +78,7 @@ def record(name: str, setup: Setup, seed: int = 0) -> np.ndarray:
     )
     np.random.seed(seed)  # ART samples with numpy's global generator
     rng = np.random.default_rng(seed)
-    with _art_logs_off():
+    with art_logs_off():
         if name == "art_knockoff_random":
             space = InputSpace.from_range(d.features, d.low, d.high)
             x = knockoff_rows(space, 4 * BUDGET, rng, low=d.low, high=d.high)
@@ -161,14 +159,3 @@ def _hopskipjump(victim: Any, setup: Setup, recorder: Recorder) -> None:
         others = setup.reference_rows[labels != labels[i]]
         start = others[i % len(others)]
         attack.generate(x[None, :], x_adv_init=start[None, :])
-
-
-@contextlib.contextmanager
-def _art_logs_off() -> Iterator[None]:
-    logger = logging.getLogger("art")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

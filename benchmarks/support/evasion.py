@@ -132,7 +132,7 @@ def run_evasion(
         kwargs["x_init"] = case.start[np.newaxis]
         y = np.array([case.start_label])
     error = ""
-    with _art_logs_off():
+    with art_logs_off():
         try:
             attack.generate(x, y=y, **kwargs)
         except Refused as refusal:
@@ -155,7 +155,7 @@ def run_evasion(
 
 
 @contextlib.contextmanager
-def _art_logs_off() -> Iterator[None]:
+def art_logs_off() -> Iterator[None]:
     logger = logging.getLogger("art")
     level = logger.level
     logger.setLevel(logging.ERROR)

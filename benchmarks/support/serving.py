@@ -1,4 +1,4 @@
-"""Real ``bentoml serve`` processes on loopback for the benchmarks.
+"""Real ``bentoml serve`` processes on loopback, for the benchmarks and the end-to-end tests.
 
 Copying and training the digits example, starting a server on a free port,
 waiting for ``/readyz``, reading its process tree's CPU time and stopping the

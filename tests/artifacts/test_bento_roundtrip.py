@@ -25,10 +25,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-
-from bento_invguard import generate_key
-
-from ..end_to_end.conftest import (
+from benchmarks.support.serving import (
     HOST,
     bentoml_command,
     copy_example,
@@ -39,6 +36,8 @@ from ..end_to_end.conftest import (
     train,
     wait_ready,
 )
+
+from bento_invguard import generate_key
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from benchmarks.support.serving import EXAMPLE_DIR, load_module
 
 from bento_invguard import truncate
 
-from ..end_to_end.conftest import EXAMPLE_DIR, digits_server, load_module
+from ..end_to_end.conftest import digits_server
 
 __all__ = ["Digits", "MockEndpoint", "digits_server"]
 

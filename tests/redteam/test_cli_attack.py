@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmarks.support.serving import free_port
 
 from bento_invguard.cli import main
-
-from ..end_to_end.conftest import free_port
 
 URL = "http://127.0.0.1:9/predict"
 

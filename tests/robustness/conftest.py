@@ -24,10 +24,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-
-from bento_invguard import generate_key
-
-from ..end_to_end.conftest import (
+from benchmarks.support.serving import (
     EXAMPLE_DIR,
     copy_example,
     free_port,
@@ -37,6 +34,8 @@ from ..end_to_end.conftest import (
     stop_process_tree,
     wait_ready,
 )
+
+from bento_invguard import generate_key
 
 TIERS = ("public", "partner", "trusted")
 KEYS_PER_TIER = 16

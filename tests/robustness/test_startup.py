@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.support.serving import server_env
 
-from ..end_to_end.conftest import server_env
 from .conftest import home_copy, prepare_app, serve_expecting_failure
 
 #: A refusal must come quickly, not after a long retry loop.

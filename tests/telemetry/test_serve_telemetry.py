@@ -24,14 +24,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
-from bento_invguard import generate_key, hash_key
-from bento_invguard.telemetry import attributes as a
-
-from ..end_to_end.conftest import (
+from benchmarks.support.serving import (
     HOST,
-    TIERS,
     bentoml_command,
     copy_example,
     free_port,
@@ -40,6 +34,12 @@ from ..end_to_end.conftest import (
     train,
     wait_ready,
 )
+from prometheus_client.parser import text_string_to_metric_families
+
+from bento_invguard import generate_key, hash_key
+from bento_invguard.telemetry import attributes as a
+
+from ..end_to_end.conftest import TIERS
 from .otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.integration

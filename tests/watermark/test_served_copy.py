@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from benchmarks.support.serving import launch_serve, stop_process_tree, wait_ready
 
 from bento_invguard.cli import main
 
-from ..end_to_end.conftest import launch_serve, stop_process_tree, wait_ready
 from .copies import Theft
 
 pytestmark = pytest.mark.integration
